@@ -1,0 +1,36 @@
+"""The error hierarchy of the codec.
+
+Every error the codec raises on purpose derives from :class:`AniError`.
+Format and option errors also derive from :class:`ValueError`, so callers
+that only know the standard library can still catch them.
+"""
+
+
+class AniError(Exception):
+    """Base class of every error raised by the ANI codec."""
+
+
+class AniFormatError(AniError, ValueError):
+    """The data is not a valid ``.ani`` file: wrong magic, truncated, corrupt
+    (checksum mismatch) or internally inconsistent."""
+
+
+class NotAniError(AniFormatError):
+    """The data does not start with the ``.ani`` magic: it is some other format.
+
+    Plugins translate this into "not my format" so other readers get a turn.
+    """
+
+
+class AniLimitError(AniFormatError):
+    """A header declares sizes beyond the decoder's limits; refused before
+    anything is allocated."""
+
+
+class AniOptionError(AniError, ValueError):
+    """An encode or decode option is unknown or out of range."""
+
+
+class AniVerifyError(AniError):
+    """The encoder's self-check failed: decoding the written stream did not
+    reproduce the quantized values. This is a bug; please report it."""

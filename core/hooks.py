@@ -1,0 +1,115 @@
+"""Plugin hooks (pluggy): model families and latent rounding methods.
+
+The built-in families and methods register through the same hooks a
+third-party package would use, via the ``ani`` entry-point group::
+
+    [project.entry-points.ani]
+    my_plugin = "my_package.ani_plugin"
+
+Hook implementations return *dotted paths* (``"package.module:attr"``) rather
+than objects, so registering never imports torch: reading a header stays
+cheap. :func:`resolve` imports the object when it is needed.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+from functools import lru_cache
+from typing import Any
+
+import pluggy
+
+PROJECT = "ani"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+#: Set to "0" to skip entry-point plugins (tests use it to isolate the core).
+AUTOLOAD_ENV = "ANI_PLUGIN_AUTOLOAD"
+
+
+class AniSpec:
+    """Hook specifications."""
+
+    @hookspec
+    def ani_model_families(self) -> dict[str, dict[str, Any]]:
+        """Return ``{name: {"code": int, "fit": "mod:attr", "decode": "mod:attr"}}``.
+
+        ``code`` is the byte stored in the file header (0..255, unique);
+        ``fit(image, options, progress) -> (config, sections)`` and
+        ``decode(header, sections, size, subnet) -> float array`` are the
+        family's entry points.
+        """
+
+    @hookspec
+    def ani_rounding_methods(self) -> dict[str, str]:
+        """Return ``{name: "mod:attr"}`` of rounding methods for latents.
+
+        The attribute is a callable ``(latents, progress, generator) -> tensor``
+        where ``progress`` is the fraction 0..1 of the fit done.
+        """
+
+
+class _Builtins:
+    @hookimpl
+    def ani_model_families(self):
+        return {"grid": {"code": 0, "fit": "core.grid.fit:fit_grid", "decode": "core.grid.decode:decode_grid"}}
+
+    @hookimpl
+    def ani_rounding_methods(self):
+        return {"noise": "core.rounding:noise_then_ste", "ste": "core.rounding:ste"}
+
+
+def make_plugin_manager(load_entrypoints: bool | None = None) -> pluggy.PluginManager:
+    """Build a plugin manager with the built-ins and, unless switched off, the
+    ``ani`` entry points of installed packages."""
+    pm = pluggy.PluginManager(PROJECT)
+    pm.add_hookspecs(AniSpec)
+    pm.register(_Builtins(), name="ani-builtins")
+    if load_entrypoints is None:
+        load_entrypoints = os.environ.get(AUTOLOAD_ENV, "1") != "0"
+    if load_entrypoints:
+        pm.load_setuptools_entrypoints(PROJECT)
+    return pm
+
+
+@lru_cache(maxsize=1)
+def plugin_manager() -> pluggy.PluginManager:
+    """The process-wide plugin manager (built once, on first use)."""
+    return make_plugin_manager()
+
+
+def _merged(results: list[dict]) -> dict:
+    merged: dict = {}
+    for result in reversed(results):  # later-registered plugins override nothing silently
+        for key, value in (result or {}).items():
+            merged.setdefault(key, value)
+    return merged
+
+
+def model_families(pm: pluggy.PluginManager | None = None) -> dict[str, dict[str, Any]]:
+    return _merged((pm or plugin_manager()).hook.ani_model_families())
+
+
+def rounding_methods(pm: pluggy.PluginManager | None = None) -> dict[str, str]:
+    return _merged((pm or plugin_manager()).hook.ani_rounding_methods())
+
+
+def known_models() -> tuple[str, ...]:
+    return tuple(sorted(model_families()))
+
+
+def known_roundings() -> tuple[str, ...]:
+    return tuple(sorted(rounding_methods()))
+
+
+def family_by_code(code: int) -> tuple[str, dict[str, Any]] | None:
+    for name, fam in model_families().items():
+        if fam["code"] == code:
+            return name, fam
+    return None
+
+
+def resolve(path: str) -> Any:
+    """Import ``"package.module:attr"`` and return the attribute."""
+    module, _, attr = path.partition(":")
+    return getattr(importlib.import_module(module), attr)

@@ -1,0 +1,132 @@
+"""Encode options: one frozen, validated dataclass and the mapping from keyword
+arguments (CLI flags, Pillow ``encoderinfo``, imageio kwargs) onto it.
+
+Each default is stated here once; docs and adapters refer to this module.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, Mapping
+
+from .errors import AniOptionError
+
+#: Model families known to the core. Further families register through the
+#: plugin hooks (:mod:`core.hooks`); validation asks the plugin manager.
+BUILTIN_MODELS = ("grid",)
+#: Rounding methods for latents during fitting (SGA+ family is issue #5).
+BUILTIN_ROUNDINGS = ("noise", "ste")
+DEVICES = ("auto", "cpu", "cuda")
+NAMED_SUBNETS = ("full",)
+
+DEFAULT_MODEL = "grid"
+DEFAULT_BITS = 4
+DEFAULT_QUALITY = 75
+DEFAULT_ROUNDING = "noise"
+DEFAULT_SUBNET = "full"
+DEFAULT_EFFORT = 5
+DEFAULT_DEVICE = "auto"
+DEFAULT_SEED = 0
+
+MIN_BITS, MAX_BITS = 2, 8
+MIN_EFFORT, MAX_EFFORT = 1, 9
+
+
+def _fail(name: str, allowed: str, given: Any) -> AniOptionError:
+    return AniOptionError(f"invalid option {name}={given!r}: allowed {allowed}")
+
+
+def _int_in(name: str, value: Any, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise _fail(name, f"an integer {lo}..{hi}", value)
+    try:
+        as_float = float(value)
+    except ValueError:
+        raise _fail(name, f"an integer {lo}..{hi}", value) from None
+    if not as_float.is_integer() or not lo <= as_float <= hi:
+        raise _fail(name, f"an integer {lo}..{hi}", value)
+    return int(as_float)
+
+
+@dataclass(frozen=True)
+class EncodeOptions:
+    """Options of :func:`core.encode`.
+
+    Attributes:
+        model: model family; ``grid`` (multi-resolution latent grids after
+            SHACIRA, the default) or a family registered by a plugin.
+        bits: bit-width 2..8 of quantized parameters. Synthesis weights are
+            quantized with LSQ at this width; grid latents are clamped to the
+            signed range ``[-2**(bits-1), 2**(bits-1) - 1]``.
+        quality: 0..100, the rate-distortion trade-off; higher gives larger
+            files and higher PSNR, as in JPEG/WebP. Sets lambda of
+            ``loss = MSE + lambda * bpp``.
+        rounding: how latents are rounded during fitting (``noise``: additive
+            uniform noise, then straight-through rounding at the end;
+            ``ste``: straight-through rounding throughout).
+        subnet: which sub-network to store; ``full`` for the grid model.
+        effort: 1..9, compute budget of the fit (number of optimisation steps),
+            like ``cwebp -m``; 5 is the default.
+        device: ``auto`` (CUDA when present, else CPU), ``cpu`` or ``cuda``.
+        seed: seed of every random draw of the fit; same input, options and
+            seed give identical bytes on the same device type.
+    """
+
+    model: str = DEFAULT_MODEL
+    bits: int = DEFAULT_BITS
+    quality: float = DEFAULT_QUALITY
+    rounding: str = DEFAULT_ROUNDING
+    subnet: Any = DEFAULT_SUBNET
+    effort: int = DEFAULT_EFFORT
+    device: str = DEFAULT_DEVICE
+    seed: int = DEFAULT_SEED
+
+    def __post_init__(self) -> None:
+        from .hooks import known_models, known_roundings
+
+        models = known_models()
+        if self.model not in models:
+            raise _fail("model", "one of " + ", ".join(models), self.model)
+        object.__setattr__(self, "bits", _int_in("bits", self.bits, MIN_BITS, MAX_BITS))
+        q = self.quality
+        if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0 <= q <= 100:
+            raise _fail("quality", "a number 0..100", q)
+        object.__setattr__(self, "quality", float(q))
+        roundings = known_roundings()
+        if self.rounding not in roundings:
+            raise _fail("rounding", "one of " + ", ".join(roundings), self.rounding)
+        if self.subnet not in NAMED_SUBNETS:
+            raise _fail("subnet", "one of " + ", ".join(NAMED_SUBNETS) + f" for model {self.model}", self.subnet)
+        object.__setattr__(self, "effort", _int_in("effort", self.effort, MIN_EFFORT, MAX_EFFORT))
+        if self.device not in DEVICES:
+            raise _fail("device", "one of " + ", ".join(DEVICES), self.device)
+        object.__setattr__(self, "seed", _int_in("seed", self.seed, 0, 2**63 - 1))
+
+    @classmethod
+    def from_kwargs(cls, options: Mapping[str, Any] | None = None, **kwargs: Any) -> "EncodeOptions":
+        """Build options from a mapping and/or keywords; unknown names raise.
+
+        ``None`` values mean "use the default", so adapters can pass through
+        optional arguments unchanged.
+        """
+        merged = dict(options or {})
+        merged.update(kwargs)
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(merged) - names)
+        if unknown:
+            raise AniOptionError(
+                f"unknown option(s) {', '.join(unknown)}: allowed {', '.join(sorted(names))}"
+            )
+        return cls(**{k: v for k, v in merged.items() if v is not None})
+
+    def resolved_device(self) -> str:
+        """The torch device string this fit runs on."""
+        if self.device != "auto":
+            if self.device == "cuda":
+                import torch
+
+                if not torch.cuda.is_available():
+                    raise AniOptionError("invalid option device='cuda': allowed auto, cpu (no CUDA device is available)")
+            return self.device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
