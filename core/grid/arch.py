@@ -1,0 +1,130 @@
+"""Architecture of a grid neural image: its configuration, how it is stored,
+and the synthesis forward pass shared by fitting and decoding."""
+from __future__ import annotations
+
+import math
+import struct
+from dataclasses import dataclass
+
+from ..errors import AniFormatError
+
+MAX_LEVELS = 12
+MAX_WIDTH = 64
+MAX_LAYERS = 4
+
+
+@dataclass(frozen=True)
+class GridArch:
+    """Shape of a grid model.
+
+    Attributes:
+        levels: number of latent grids; level ``l`` has
+            ``ceil(H / 2**l) x ceil(W / 2**l)`` integer latents.
+        widths: hidden widths of the synthesis MLP (1x1 layers, ReLU).
+        channels: output channels (1..4).
+    """
+
+    levels: int
+    widths: tuple[int, ...]
+    channels: int
+
+    def grid_shapes(self, height: int, width: int) -> list[tuple[int, int]]:
+        return [(math.ceil(height / 2**l), math.ceil(width / 2**l)) for l in range(self.levels)]
+
+    def layer_shapes(self) -> list[tuple[int, int]]:
+        """(out, in) of every synthesis layer."""
+        dims = [self.levels, *self.widths, self.channels]
+        return [(dims[i + 1], dims[i]) for i in range(len(dims) - 1)]
+
+    def n_latents(self, height: int, width: int) -> int:
+        return sum(h * w for h, w in self.grid_shapes(height, width))
+
+    def n_weights(self) -> int:
+        return sum(o * i + o for o, i in self.layer_shapes())
+
+    def pack(self) -> bytes:
+        return struct.pack(f"<BBB{len(self.widths)}B", self.levels, self.channels, len(self.widths), *self.widths)
+
+    @classmethod
+    def unpack(cls, data: bytes, offset: int = 0) -> tuple["GridArch", int]:
+        try:
+            levels, channels, n = struct.unpack_from("<BBB", data, offset)
+            widths = struct.unpack_from(f"<{n}B", data, offset + 3)
+        except struct.error:
+            raise AniFormatError("corrupt .ani model section: architecture truncated") from None
+        if not (1 <= levels <= MAX_LEVELS and 1 <= channels <= 4 and n <= MAX_LAYERS):
+            raise AniFormatError(f"corrupt .ani model section: levels={levels} channels={channels} layers={n}")
+        if any(not 1 <= w <= MAX_WIDTH for w in widths):
+            raise AniFormatError(f"corrupt .ani model section: hidden widths {widths}")
+        return cls(levels, tuple(widths), channels), offset + 3 + n
+
+
+def default_levels(height: int, width: int, max_levels: int = 7) -> int:
+    """Levels down to a coarsest grid of about 8 latents per side (at most ``max_levels``)."""
+    levels = 1
+    while levels < max_levels and min(height, width) / 2**levels >= 8:
+        levels += 1
+    return levels
+
+
+def synthesize(latents, layers, size, row_block: int = 128):
+    """Render the network at ``size = (height, width)``.
+
+    Args:
+        latents: list of tensors (h_l, w_l), level 0 finest (floats or ints).
+        layers: list of (weight (out, in), bias (out,)) tensors.
+        size: output (height, width).
+
+    Each grid is upsampled bilinearly (half-pixel centres, as
+    ``align_corners=False``) to the output grid, the values are stacked per
+    pixel and passed through the MLP; the output is offset by 0.5 so that an
+    all-zero network renders mid-grey. Rows are processed in blocks to bound
+    memory for large renders.
+    """
+    import torch
+
+    height, width = size
+    if row_block >= height:  # whole image at once: the fast path used while fitting
+        import torch.nn.functional as F
+
+        feats = [
+            y[None, None] if y.shape == (height, width)
+            else F.interpolate(y[None, None], size=(height, width), mode="bilinear", align_corners=False)
+            for y in latents
+        ]
+        x = torch.cat(feats, dim=1)[0].permute(1, 2, 0).reshape(-1, len(latents))
+        return (_mlp(x, layers) + 0.5).reshape(height, width, -1)
+    outs = []
+    cols = [_lerp_index(w.shape[1], width, latents[0].device) for w in latents]
+    for r0 in range(0, height, row_block):
+        r1 = min(height, r0 + row_block)
+        feats = []
+        for y, (c0, c1, ct) in zip(latents, cols):
+            i0, i1, rt = _lerp_index(y.shape[0], height, y.device, r0, r1)
+            rows = y[i0] * (1 - rt)[:, None] + y[i1] * rt[:, None]
+            feats.append(rows[:, c0] * (1 - ct) + rows[:, c1] * ct)
+        x = torch.stack(feats, dim=-1).reshape(-1, len(latents))
+        outs.append((_mlp(x, layers) + 0.5).reshape(r1 - r0, width, -1))
+    return torch.cat(outs, dim=0)
+
+
+def _mlp(x, layers):
+    import torch
+
+    for k, (w, b) in enumerate(layers):
+        x = torch.addmm(b, x, w.t())
+        if k < len(layers) - 1:
+            x = torch.relu(x)
+    return x
+
+
+def _lerp_index(n_in: int, n_out: int, device, start: int = 0, stop: int | None = None):
+    import torch
+
+    stop = n_out if stop is None else stop
+    dst = torch.arange(start, stop, device=device, dtype=torch.float64)
+    src = ((dst + 0.5) * (n_in / n_out) - 0.5).clamp(min=0)
+    i0 = src.floor().long().clamp(max=n_in - 1)
+    i1 = (i0 + 1).clamp(max=n_in - 1)
+    t = (src - i0).to(torch.float32)
+    return i0, i1, t

@@ -1,0 +1,191 @@
+"""Fitting a grid neural image to one picture (quantization-aware, with the
+rate in the loss): ``loss = MSE + lambda * bits / pixels`` (SHACIRA eq. 9,
+``shared/papers/002``).
+
+Phases, indexed by the fraction ``p`` of the step budget:
+  * latents pass through the chosen rounding method (noise, then
+    straight-through rounding for ``noise``);
+  * from ``QAT_START`` the synthesis weights are LSQ-quantized at ``bits``;
+  * from ``FREEZE`` the latents are hard-rounded and frozen, only the
+    networks adapt to them.
+The learning rate follows a cosine from its start value to 0 over the budget.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..errors import AniVerifyError
+from ..hooks import resolve, rounding_methods
+from ..options import EncodeOptions
+from .arch import GridArch, default_levels, synthesize
+from .bitstream import TAG_LATENTS, TAG_MODEL, BIAS_BITS, GridModel, latent_range, read_latents, read_model, write_latents, write_model
+from .context import CTX_FRAC, CTX_LIMIT, N_CTX_PARAMS, N_FEATURES, anchor_mask
+from .decode import render
+from ..lsq import LSQ
+from .rate import latent_bits
+
+QAT_START = 0.4
+FREEZE = 0.92
+#: steps at effort 1..9 (768x512 Kodak: ~0.2 s per step on 2 cores)
+EFFORT_STEPS = {1: 40, 2: 100, 3: 200, 4: 300, 5: 450, 6: 700, 7: 1000, 8: 1600, 9: 2500}
+LR_LATENTS = 0.15
+LR_NETS = 0.005
+LR_CTX = 0.05
+WIDTHS = (16, 16)
+SIGMA_INIT = 24.0
+SIGMA_GAIN = 16.0
+
+
+def quality_to_lambda(quality: float) -> float:
+    """lambda of the rate term: 10**(-1.5 - 3 q / 100), from 3e-2 at q=0 to 3e-5 at q=100."""
+    return 10.0 ** (-1.5 - 3.0 * quality / 100.0)
+
+
+@dataclass
+class Fitted:
+    sections: list
+    n_latents: int
+    n_params: int
+    stats: dict = field(default_factory=dict)
+
+
+def _init_layers(arch: GridArch, gen: torch.Generator, device) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    layers = []
+    shapes = arch.layer_shapes()
+    for k, (o, i) in enumerate(shapes):
+        bound = 1.0 / math.sqrt(i)
+        scale = 0.1 if k == len(shapes) - 1 else 1.0
+        w = (torch.rand((o, i), generator=gen) * 2 - 1) * bound * scale
+        b = torch.zeros(o)
+        layers.append((w.to(device).requires_grad_(), b.to(device).requires_grad_()))
+    return layers
+
+
+def fit_grid(image: np.ndarray, opts: EncodeOptions, progress=None, trace=None) -> Fitted:
+    """Fit, quantize and serialise; ``trace(step, mse, bits)`` receives the loss terms (for studies)."""
+    t0 = time.perf_counter()
+    device = torch.device(opts.resolved_device())
+    height, width, channels = image.shape
+    arch = GridArch(default_levels(height, width), WIDTHS, channels)
+    steps = EFFORT_STEPS[opts.effort]
+    lam = quality_to_lambda(opts.quality)
+    lo, hi = latent_range(opts.bits)
+    gen = torch.Generator().manual_seed(opts.seed)
+    dev_gen = gen if device.type == "cpu" else torch.Generator(device).manual_seed(opts.seed)
+    round_fn = resolve(rounding_methods()[opts.rounding])
+
+    target = torch.from_numpy(np.array(image)).to(device=device, dtype=torch.float32) / 255.0
+    latents = [torch.zeros(s, device=device, requires_grad=True) for s in arch.grid_shapes(height, width)]
+    masks = [torch.from_numpy(anchor_mask(s)).to(device) for s in arch.grid_shapes(height, width)]
+    layers = _init_layers(arch, gen, device)
+    # the trainable context parameters are the real ones divided by a gain, so
+    # that Adam's roughly constant step size suits both the mean weights (latent
+    # units) and the scale terms (scale-index units, 0..63)
+    gain = torch.ones(N_CTX_PARAMS, device=device)
+    gain[N_FEATURES + 1 :] = SIGMA_GAIN
+    ctx_train = torch.zeros((arch.levels, 2, N_CTX_PARAMS), device=device)
+    ctx_train[:, :, 2 * N_FEATURES + 1] = SIGMA_INIT / SIGMA_GAIN
+    ctx_train.requires_grad_()
+    quant = [(LSQ(opts.bits).to(device), LSQ(BIAS_BITS).to(device)) for _ in layers]
+    net_params = [p for wb in layers for p in wb] + [q.step for pair in quant for q in pair]
+    opt = torch.optim.Adam(
+        [
+            {"params": latents, "lr": LR_LATENTS},
+            {"params": net_params, "lr": LR_NETS},
+            {"params": [ctx_train], "lr": LR_CTX},
+        ]
+    )
+    base_lr = [LR_LATENTS, LR_NETS, LR_CTX]
+    n_pix = height * width
+
+    frozen = None
+    for step in range(steps):
+        p = step / steps
+        cos = 0.5 * (1 + math.cos(math.pi * p))
+        for g, lr in zip(opt.param_groups, base_lr):
+            g["lr"] = lr * (0.02 + 0.98 * cos)
+        if p >= QAT_START and not quant[0][0].enabled:
+            for (w, b), (qw, qb) in zip(layers, quant):
+                qw.init_from(w.detach())
+                qb.init_from(b.detach())
+        if p >= FREEZE and frozen is None:
+            frozen = [torch.round(y.detach()).clamp(lo, hi) for y in latents]
+            opt.param_groups[0]["params"] = []
+        yq = frozen if frozen is not None else [round_fn(y, p, dev_gen) for y in latents]
+        qlayers = [(qw(w), qb(b)) for (w, b), (qw, qb) in zip(layers, quant)]
+        out = synthesize(yq, qlayers, (height, width), row_block=height)
+        mse = torch.mean((out - target) ** 2)
+        ctx = ctx_train * gain
+        bits = latent_bits(yq, ctx, masks)
+        loss = mse + lam * bits / n_pix
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            for y in latents:
+                y.clamp_(lo - 0.49, hi + 0.49)
+        if trace is not None:
+            trace(step, mse.item(), bits.item())
+        if progress is not None:
+            progress(step + 1, steps)
+
+    fit_seconds = time.perf_counter() - t0
+    model, est_bits = _export(arch, opts.bits, layers, quant, ctx_train.detach() * gain, latents, masks, lo, hi)
+    modl, lats = write_model(model), write_latents(model)
+    _verify(model, modl, lats, height, width)
+    recon = render(model.weights, model.latents, (width, height))
+    mse8 = float(np.mean((recon.astype(np.float64) - image) ** 2))
+    stats = {
+        "steps": steps,
+        "lambda": lam,
+        "fit_seconds": fit_seconds,
+        "estimated_latent_bits": est_bits,
+        "latent_section_bytes": len(lats),
+        "model_section_bytes": len(modl),
+        "psnr": 10 * math.log10(255**2 / mse8) if mse8 > 0 else float("inf"),
+        "device": device.type,
+    }
+    return Fitted(
+        sections=[(TAG_MODEL, modl), (TAG_LATENTS, lats)],
+        n_latents=arch.n_latents(height, width),
+        n_params=arch.n_weights(),
+        stats=stats,
+    )
+
+
+@torch.no_grad()
+def _export(arch, bits, layers, quant, ctx, latents, masks, lo, hi):
+    ints = [torch.round(y).clamp(lo, hi) for y in latents]
+    ctx_q = torch.clamp(torch.round(ctx * CTX_FRAC), -CTX_LIMIT, CTX_LIMIT)
+    est_bits = float(latent_bits(ints, ctx_q / CTX_FRAC, masks))
+    weights = []
+    for (w, b), (qw, qb) in zip(layers, quant):
+        wq, ws = qw.integers(w)
+        bq, bs = qb.integers(b)
+        weights.append((wq.cpu().numpy(), ws, bq.cpu().numpy(), bs))
+    model = GridModel(
+        arch=arch,
+        bits=bits,
+        weights=weights,
+        ctx=ctx_q.cpu().numpy().astype(np.int16),
+        latents=[y.cpu().numpy().astype(np.int64) for y in ints],
+    )
+    return model, est_bits
+
+
+def _verify(model: GridModel, modl: bytes, lats: bytes, height: int, width: int) -> None:
+    """Decode what was written and check it reproduces the quantized model."""
+    n_params = model.arch.n_weights()
+    arch, weights, ctx = read_model(modl, model.bits, model.arch.channels, n_params)
+    ok = arch == model.arch and np.array_equal(ctx, model.ctx.astype(np.int64))
+    for (a, sa, b, sb), (c, sc, d, sd) in zip(weights, model.weights):
+        ok = ok and np.array_equal(a, c) and np.array_equal(b, d) and sa == np.float32(sc) and sb == np.float32(sd)
+    grids = read_latents(lats, arch, ctx, model.bits, height, width)
+    ok = ok and all(np.array_equal(g, y) for g, y in zip(grids, model.latents))
+    if not ok:
+        raise AniVerifyError("the written stream does not decode to the fitted model")

@@ -1,0 +1,55 @@
+"""Learned Step size Quantization (LSQ, Esser et al. 2020; used by the ANI
+paper, ``shared/papers/000``) for network weights.
+
+For a tensor ``w`` with a learned step ``s`` and signed ``bits``::
+
+    q     = clamp(round(w / s), -Qn, Qp),   Qn = 2**(bits-1), Qp = 2**(bits-1) - 1
+    w_hat = q * s
+
+Rounding passes gradients straight through; the step's gradient is scaled by
+``g = 1 / sqrt(numel(w) * Qp)``, the LSQ gradient scale.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def _round_ste(x: torch.Tensor) -> torch.Tensor:
+    return x + (torch.round(x) - x).detach()
+
+
+def _grad_scale(x: torch.Tensor, g: float) -> torch.Tensor:
+    return (x - x * g).detach() + x * g
+
+
+class LSQ(torch.nn.Module):
+    """A per-tensor LSQ quantizer; call :meth:`init_from` before use."""
+
+    def __init__(self, bits: int) -> None:
+        super().__init__()
+        self.bits = bits
+        self.qn = 2 ** (bits - 1)
+        self.qp = 2 ** (bits - 1) - 1
+        self.step = torch.nn.Parameter(torch.tensor(1.0))
+        self.enabled = False
+
+    @torch.no_grad()
+    def init_from(self, w: torch.Tensor) -> None:
+        """LSQ's initial step ``2 mean|w| / sqrt(Qp)``."""
+        self.step.fill_(max(2 * w.abs().mean().item() / math.sqrt(max(self.qp, 1)), 1e-8))
+        self.enabled = True
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        if not self.enabled:
+            return w
+        s = _grad_scale(self.step.abs() + 1e-12, 1.0 / math.sqrt(w.numel() * max(self.qp, 1)))
+        return _round_ste(torch.clamp(w / s, -self.qn, self.qp)) * s
+
+    @torch.no_grad()
+    def integers(self, w: torch.Tensor) -> tuple["torch.Tensor", float]:
+        """The stored integers and the step as float32."""
+        s = float(torch.tensor(self.step.abs().item() + 1e-12, dtype=torch.float32))
+        q = torch.clamp(torch.round(w / s), -self.qn, self.qp).to(torch.int64)
+        return q, s
