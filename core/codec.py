@@ -105,7 +105,12 @@ def decode(data: Any, size: tuple[int, int] | None = None, subnet: Any = None, d
             raise AniOptionError(f"invalid option size={size!r}: allowed a (width, height) pair") from None
         if (width, height) != tuple(size):
             raise AniOptionError(f"invalid option size={size!r}: allowed a (width, height) pair of integers")
-        container.check_limits(width, height, 0, 0)
+        side = container.MAX_SIDE
+        if not (0 < width <= side and 0 < height <= side) or width * height > container.MAX_PIXELS:
+            raise AniOptionError(
+                f"invalid option size={size!r}: allowed 1..{side} per side and at most "
+                f"{container.MAX_PIXELS} pixels"
+            )
     else:
         width, height = header.width, header.height
     fam = family_by_code(header.model_code)

@@ -56,7 +56,7 @@ class _Builtins:
 
     @hookimpl
     def ani_rounding_methods(self):
-        return {"noise": "core.rounding:noise_then_ste", "ste": "core.rounding:ste"}
+        return {"noise": "core.rounding:noise_then_ste", "ste": "core.rounding:ste", "softround": "core.rounding:softround_noise"}
 
 
 def make_plugin_manager(load_entrypoints: bool | None = None) -> pluggy.PluginManager:

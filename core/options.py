@@ -5,6 +5,7 @@ Each default is stated here once; docs and adapters refer to this module.
 """
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
@@ -14,14 +15,14 @@ from .errors import AniOptionError
 #: plugin hooks (:mod:`core.hooks`); validation asks the plugin manager.
 BUILTIN_MODELS = ("grid",)
 #: Rounding methods for latents during fitting (SGA+ family is issue #5).
-BUILTIN_ROUNDINGS = ("noise", "ste")
+BUILTIN_ROUNDINGS = ("noise", "softround", "ste")
 DEVICES = ("auto", "cpu", "cuda")
 NAMED_SUBNETS = ("full",)
 
 DEFAULT_MODEL = "grid"
 DEFAULT_BITS = 4
 DEFAULT_QUALITY = 75
-DEFAULT_ROUNDING = "noise"
+DEFAULT_ROUNDING = "softround"
 DEFAULT_SUBNET = "full"
 DEFAULT_EFFORT = 5
 DEFAULT_DEVICE = "auto"
@@ -36,15 +37,22 @@ def _fail(name: str, allowed: str, given: Any) -> AniOptionError:
 
 
 def _int_in(name: str, value: Any, lo: int, hi: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise _fail(name, f"an integer {lo}..{hi}", value)
-    try:
-        as_float = float(value)
-    except ValueError:
-        raise _fail(name, f"an integer {lo}..{hi}", value) from None
-    if not as_float.is_integer() or not lo <= as_float <= hi:
-        raise _fail(name, f"an integer {lo}..{hi}", value)
-    return int(as_float)
+    """An integer in ``lo..hi`` from an int (numpy ints too), an integral float
+    or a decimal string; exact for large values."""
+    allowed = f"an integer {lo}..{hi}"
+    if isinstance(value, bool):
+        raise _fail(name, allowed, value)
+    if isinstance(value, numbers.Integral):
+        result = int(value)
+    elif isinstance(value, numbers.Real) and float(value).is_integer():
+        result = int(value)
+    elif isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+        result = int(value.strip())
+    else:
+        raise _fail(name, allowed, value)
+    if not lo <= result <= hi:
+        raise _fail(name, allowed, value)
+    return result
 
 
 @dataclass(frozen=True)
@@ -88,7 +96,7 @@ class EncodeOptions:
             raise _fail("model", "one of " + ", ".join(models), self.model)
         object.__setattr__(self, "bits", _int_in("bits", self.bits, MIN_BITS, MAX_BITS))
         q = self.quality
-        if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0 <= q <= 100:
+        if isinstance(q, bool) or not isinstance(q, numbers.Real) or not 0 <= q <= 100:
             raise _fail("quality", "a number 0..100", q)
         object.__setattr__(self, "quality", float(q))
         roundings = known_roundings()

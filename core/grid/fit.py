@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..errors import AniVerifyError
 from ..hooks import resolve, rounding_methods
@@ -30,15 +31,17 @@ from ..lsq import LSQ
 from .rate import latent_bits
 
 QAT_START = 0.4
-FREEZE = 0.92
-#: steps at effort 1..9 (768x512 Kodak: ~0.2 s per step on 2 cores)
-EFFORT_STEPS = {1: 40, 2: 100, 3: 200, 4: 300, 5: 450, 6: 700, 7: 1000, 8: 1600, 9: 2500}
-LR_LATENTS = 0.15
-LR_NETS = 0.005
+FREEZE = 0.95
+#: optimisation steps at effort 1..9 (768x512: about 0.1 s per step on 2 cores, see COARSE_END)
+EFFORT_STEPS = {1: 60, 2: 150, 3: 400, 4: 800, 5: 1200, 6: 1800, 7: 2500, 8: 3500, 9: 5000}
+LR_LATENTS = 0.05
+LR_NETS = 0.01
 LR_CTX = 0.05
 WIDTHS = (16, 16)
 SIGMA_INIT = 24.0
 SIGMA_GAIN = 16.0
+COARSE_END = 0.85
+COARSE_MIN_PIXELS = 256 * 256
 
 
 def quality_to_lambda(quality: float) -> float:
@@ -103,6 +106,15 @@ def fit_grid(image: np.ndarray, opts: EncodeOptions, progress=None, trace=None) 
     base_lr = [LR_LATENTS, LR_NETS, LR_CTX]
     n_pix = height * width
 
+    # small images are cheap per step and lose detail in a half-resolution fit
+    coarse_steps = int(COARSE_END * steps) if arch.levels >= 2 and height * width >= COARSE_MIN_PIXELS else 0
+    if coarse_steps:
+        # the coarse phase fits levels >= 1 to the image downsampled to level 1's
+        # grid: a quarter of the pixels, so each step costs about a quarter
+        h1, w1 = arch.grid_shapes(height, width)[1]
+        target_coarse = F.interpolate(target.permute(2, 0, 1)[None], size=(h1, w1), mode="area")[0].permute(1, 2, 0)
+        zeros_coarse = torch.zeros((h1, w1), device=device)
+
     frozen = None
     for step in range(steps):
         p = step / steps
@@ -116,12 +128,22 @@ def fit_grid(image: np.ndarray, opts: EncodeOptions, progress=None, trace=None) 
         if p >= FREEZE and frozen is None:
             frozen = [torch.round(y.detach()).clamp(lo, hi) for y in latents]
             opt.param_groups[0]["params"] = []
-        yq = frozen if frozen is not None else [round_fn(y, p, dev_gen) for y in latents]
+        coarse = step < coarse_steps
+        if frozen is not None:
+            yq = frozen
+        elif coarse:
+            yq = [zeros_coarse] + [round_fn(y, p, dev_gen) for y in latents[1:]]
+        else:
+            yq = [round_fn(y, p, dev_gen) for y in latents]
         qlayers = [(qw(w), qb(b)) for (w, b), (qw, qb) in zip(layers, quant)]
-        out = synthesize(yq, qlayers, (height, width), row_block=height)
-        mse = torch.mean((out - target) ** 2)
+        if coarse:
+            out = synthesize(yq, qlayers, (h1, w1), row_block=h1)
+            mse = torch.mean((out - target_coarse) ** 2)
+        else:
+            out = synthesize(yq, qlayers, (height, width), row_block=height)
+            mse = torch.mean((out - target) ** 2)
         ctx = ctx_train * gain
-        bits = latent_bits(yq, ctx, masks)
+        bits = latent_bits(yq, ctx, masks, lo, hi, first=1 if coarse else 0)
         loss = mse + lam * bits / n_pix
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -162,7 +184,7 @@ def fit_grid(image: np.ndarray, opts: EncodeOptions, progress=None, trace=None) 
 def _export(arch, bits, layers, quant, ctx, latents, masks, lo, hi):
     ints = [torch.round(y).clamp(lo, hi) for y in latents]
     ctx_q = torch.clamp(torch.round(ctx * CTX_FRAC), -CTX_LIMIT, CTX_LIMIT)
-    est_bits = float(latent_bits(ints, ctx_q / CTX_FRAC, masks))
+    est_bits = float(latent_bits(ints, ctx_q / CTX_FRAC, masks, lo, hi))
     weights = []
     for (w, b), (qw, qb) in zip(layers, quant):
         wq, ws = qw.integers(w)

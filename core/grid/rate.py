@@ -7,7 +7,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..entropy import B_MIN, N_SCALES, RHO
+from ..entropy import B_MIN, MU_DIV, N_SCALES, RHO
 from .context import N_FEATURES
 
 _LN_RHO = math.log(RHO)
@@ -41,12 +41,28 @@ def laplace_bits(y: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor) -> torc
     return -torch.log2(p.clamp(min=_MIN_P))
 
 
-def latent_bits(latents: list[torch.Tensor], ctx: torch.Tensor, masks: list[torch.Tensor]) -> torch.Tensor:
+def _ste(x: torch.Tensor) -> torch.Tensor:
+    return x + (torch.round(x) - x).detach()
+
+
+def coded_params(mu: torch.Tensor, sigma: torch.Tensor, lo: int, hi: int):
+    """Mean and scale index as the coder sees them (:func:`core.grid.context.model_indices`):
+    the mean on a 1/MU_DIV grid clamped to the latent range, the scale index
+    an integer in 0..N_SCALES-1; gradients pass straight through."""
+    mu = _ste(mu * MU_DIV) / MU_DIV
+    mu = torch.where(mu < lo, torch.full_like(mu, lo), torch.where(mu >= hi + 1, torch.full_like(mu, hi), mu))
+    return mu, _ste(sigma).clamp(0, N_SCALES - 1)
+
+
+def latent_bits(
+    latents: list[torch.Tensor], ctx: torch.Tensor, masks: list[torch.Tensor], lo: int, hi: int, first: int = 0
+) -> torch.Tensor:
     """Total bits of all latent grids; ``ctx`` is (levels, 2, 12) in real units
-    (the stored int16 divided by 256); ``masks[l]`` marks level l's anchors."""
+    (the stored int16 divided by 256); ``masks[l]`` marks level l's anchors;
+    ``lo..hi`` is the latent range; levels below ``first`` are left out."""
     total = latents[0].new_zeros(())
     n = len(latents)
-    for level in range(n):
+    for level in range(first, n):
         y = latents[level]
         parent = latents[level + 1] if level + 1 < n else None
         par = _parent(parent, y.shape, y)
@@ -62,5 +78,5 @@ def latent_bits(latents: list[torch.Tensor], ctx: torch.Tensor, masks: list[torc
         m = masks[level]
         mu = torch.where(m, out[0][0], out[1][0])
         sigma = torch.where(m, out[0][1], out[1][1])
-        total = total + laplace_bits(y, mu, sigma).sum()
+        total = total + laplace_bits(y, *coded_params(mu, sigma, lo, hi)).sum()
     return total
