@@ -102,7 +102,7 @@ def _add_encode_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--quality", metavar="Q",
                    help=f"rate-distortion trade-off 0..100, higher is better (default {_opt.DEFAULT_QUALITY})")
     g.add_argument("--rounding", help=f"rounding of latents during the fit (default {_opt.DEFAULT_ROUNDING})")
-    g.add_argument("--subnet", help=f"sub-network to store: a name or DEPTH,WIDTH (default {_opt.DEFAULT_SUBNET})")
+    g.add_argument("--subnet", help=f"sub-network to store (default {_opt.DEFAULT_SUBNET}, the only one grid images have)")
     g.add_argument("--effort", metavar="E",
                    help=f"compute budget of the fit, {_opt.MIN_EFFORT} fastest..{_opt.MAX_EFFORT} (default {_opt.DEFAULT_EFFORT})")
     g.add_argument("--device", help=f"auto, cpu or cuda (default {_opt.DEFAULT_DEVICE})")
@@ -155,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output", metavar="OUT", help="output image, e.g. out.png")
     p.add_argument("--size", type=parse_size, metavar="WxH",
                    help="render at this size instead of the stored one (Wx or xH keep the aspect ratio)")
-    p.add_argument("--subnet", help="sub-network to run: a name or DEPTH,WIDTH")
+    p.add_argument("--subnet", help="sub-network to run (grid images have only 'full')")
     p.add_argument("-f", "--force", action="store_true", help="overwrite OUT if it exists (never IN)")
     p.set_defaults(func=cmd_decode)
 

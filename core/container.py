@@ -102,9 +102,10 @@ def pack(
     header = _HEADER.pack(width, height, channels, model_code, bits, 0, n_latents, n_params, quality, effort, 0)
     pre = _PREAMBLE.pack(MAGIC, FORMAT_VERSION, len(header)) + header
     out = [pre, _CRC.pack(zlib.crc32(pre))]
-    for key, value in (metadata or {}).items():
-        if value:
-            out.append(_section(META_TAGS[key], bytes(value)))
+    metadata = metadata or {}
+    for key, tag in META_TAGS.items():  # a fixed order: the bytes do not depend on the dict's
+        if metadata.get(key):
+            out.append(_section(tag, bytes(metadata[key])))
     for tag, data in sections:
         out.append(_section(tag, data))
     out.append(_section(END_TAG, b""))

@@ -8,7 +8,7 @@ constriction's ``Categorical(perfect=False)`` and its range coder.
 A model is identified by ``(s, f)``: ``s`` in ``0..N_SCALES-1`` picks the
 Laplace scale ``b_s = B_MIN * RHO**s`` and ``f`` in ``0..MU_DIV-1`` the
 fractional part ``f / MU_DIV`` of the mean. Symbols are residuals
-``r = y - floor(mu)`` in ``[-R, R]``; the mass of ``r`` is the Laplace mass of
+``r = y - c`` in ``[-R, R]``, ``c = floor(mu)`` with mu on the 1/MU_DIV grid; the mass of ``r`` is the Laplace mass of
 ``[r - 1/2, r + 1/2]`` relative to ``mu``, written with powers of
 ``q_s = exp(-1 / (MU_DIV * b_s))`` (stored below as 32-bit fixed point,
 ``Q_FIXED``) and evaluated as ``q_s**t`` by repeated fixed-point

@@ -35,9 +35,11 @@ class AniSpec:
         """Return ``{name: {"code": int, "fit": "mod:attr", "decode": "mod:attr"}}``.
 
         ``code`` is the byte stored in the file header (0..255, unique);
-        ``fit(image, options, progress) -> (config, sections)`` and
-        ``decode(header, sections, size, subnet) -> float array`` are the
-        family's entry points.
+        ``fit(image, options, progress)`` returns an object with ``sections``
+        (a list of ``(tag, bytes)``), ``n_latents``, ``n_params`` and
+        ``stats``; ``decode(header, sections, (width, height), subnet, device)``
+        returns uint8 pixels of shape (H, W, C). A family must refuse
+        sections with an unknown upper-case (critical) tag.
         """
 
     @hookspec

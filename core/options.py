@@ -68,10 +68,13 @@ class EncodeOptions:
         quality: 0..100, the rate-distortion trade-off; higher gives larger
             files and higher PSNR, as in JPEG/WebP. Sets lambda of
             ``loss = MSE + lambda * bpp``.
-        rounding: how latents are rounded during fitting (``noise``: additive
-            uniform noise, then straight-through rounding at the end;
-            ``ste``: straight-through rounding throughout).
-        subnet: which sub-network to store; ``full`` for the grid model.
+        rounding: how latents are rounded during fitting: ``softround``
+            (default; soft rounding plus uniform noise, annealed, then
+            straight-through rounding at the end), ``noise`` (additive uniform
+            noise, then straight-through rounding) or ``ste``
+            (straight-through rounding throughout); plugins may add more.
+        subnet: which sub-network to store; ``full`` (the only one a grid
+            image has; the siren/mfn families will add ``(depth, width)``).
         effort: 1..9, compute budget of the fit (number of optimisation steps),
             like ``cwebp -m``; 5 is the default.
         device: ``auto`` (CUDA when present, else CPU), ``cpu`` or ``cuda``.

@@ -317,6 +317,18 @@ def test_missing_payload_section_is_refused(small_file):
             core.decode(data)
 
 
+def test_unknown_sections_ancillary_skipped_critical_refused(small_file):
+    pre, secs = prelude(small_file), split_sections(small_file)
+    expected = core.decode(small_file)
+    body = b"".join(section(t, d) for t, d in secs)
+    ancillary = pre + section(b"zNEW", b"later") + body + section(b"END ", b"")
+    assert np.array_equal(core.decode(ancillary), expected)
+    critical = pre + section(b"ZNEW", b"needed") + body + section(b"END ", b"")
+    assert core.read_header(critical).size == (24, 16)  # the header stays readable
+    with pytest.raises(AniFormatError, match="critical section"):
+        core.decode(critical)
+
+
 @pytest.mark.parametrize("field, delta", [("n_latents", 1), ("n_latents", -1), ("n_params", 1), ("channels", -1),
                                           ("width", 1), ("height", -1)])
 def test_header_inconsistent_with_the_payload_is_refused(small_file, field, delta):

@@ -19,6 +19,7 @@ from .arch import GridArch
 from .context import N_CTX_PARAMS, coding_passes, features_np, model_indices
 
 BIAS_BITS = 10
+MAX_BIAS_BITS = 12  # what a reader accepts; bounds the size of the coding tables
 TAG_MODEL = b"MODL"
 TAG_LATENTS = b"LATS"
 _LAYER = struct.Struct("<ffBB")
@@ -80,7 +81,7 @@ def read_model(buf: bytes, bits: int, channels: int, n_params: int):
     try:
         (bias_bits,) = struct.unpack_from("<B", buf, pos)
         pos += 1
-        if not 2 <= bias_bits <= 16:
+        if not 2 <= bias_bits <= MAX_BIAS_BITS:
             raise AniFormatError(f"corrupt .ani model section: bias bits {bias_bits}")
         layers = []
         for _ in arch.layer_shapes():

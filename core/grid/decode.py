@@ -12,6 +12,11 @@ def load_model(header, sections):
     for tag in (TAG_MODEL, TAG_LATENTS):
         if tag not in sections:
             raise AniFormatError(f"corrupt .ani file: required section {tag.decode()} missing")
+    for tag in sections:
+        # PNG's rule: a tag starting upper-case is critical; one we do not know
+        # means the file needs a newer decoder, not that it can be half-read
+        if tag[:1].isupper() and tag not in (TAG_MODEL, TAG_LATENTS):
+            raise AniFormatError(f"this file has a critical section {tag!r} this decoder does not know; upgrade ani")
     arch, weights, ctx = read_model(sections[TAG_MODEL], header.bits, header.channels, header.n_params)
     if arch.n_latents(header.height, header.width) != header.n_latents:
         raise AniFormatError(

@@ -33,7 +33,7 @@ from .rate import latent_bits
 QAT_START = 0.4
 FREEZE = 0.95
 #: optimisation steps at effort 1..9 (768x512: about 0.1 s per step on 2 cores, see COARSE_END)
-EFFORT_STEPS = {1: 60, 2: 150, 3: 400, 4: 800, 5: 1200, 6: 1800, 7: 2500, 8: 3500, 9: 5000}
+EFFORT_STEPS = {1: 60, 2: 150, 3: 400, 4: 900, 5: 1800, 6: 2700, 7: 3600, 8: 5000, 9: 7000}
 LR_LATENTS = 0.05
 LR_NETS = 0.01
 LR_CTX = 0.05
