@@ -44,6 +44,19 @@ COARSE_END = 0.85
 COARSE_MIN_PIXELS = 256 * 256
 
 
+def coarse_fraction(quality: float) -> float:
+    """Fraction of the steps fitted at half resolution: ``COARSE_END`` up to
+    quality 30, falling linearly to 0.5 at quality 60 and above, where the
+    finest level carries detail that needs full-resolution steps (kodim01 at
+    quality 55: 24.9 dB at 0.71 bpp with 0.85, 25.4 dB at 0.65 bpp with 0.6)."""
+    return float(min(COARSE_END, max(0.5, COARSE_END - (quality - 30) * (COARSE_END - 0.5) / 30)))
+
+
+def _step_cost(coarse: float) -> float:
+    """Cost of an average step relative to a full-resolution one."""
+    return coarse / 4 + (1 - coarse)
+
+
 def quality_to_lambda(quality: float) -> float:
     """lambda of the rate term: 10**(-1.5 - 3 q / 100), from 3e-2 at q=0 to 3e-5 at q=100."""
     return 10.0 ** (-1.5 - 3.0 * quality / 100.0)
@@ -107,7 +120,11 @@ def fit_grid(image: np.ndarray, opts: EncodeOptions, progress=None, trace=None) 
     n_pix = height * width
 
     # small images are cheap per step and lose detail in a half-resolution fit
-    coarse_steps = int(COARSE_END * steps) if arch.levels >= 2 and height * width >= COARSE_MIN_PIXELS else 0
+    coarse_steps = 0
+    if arch.levels >= 2 and height * width >= COARSE_MIN_PIXELS:
+        frac = coarse_fraction(opts.quality)
+        steps = round(steps * _step_cost(COARSE_END) / _step_cost(frac))  # same time budget
+        coarse_steps = int(frac * steps)
     if coarse_steps:
         # the coarse phase fits levels >= 1 to the image downsampled to level 1's
         # grid: a quarter of the pixels, so each step costs about a quarter
