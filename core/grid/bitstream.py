@@ -16,7 +16,7 @@ import numpy as np
 from ..entropy import N_SCALES, GroupedDecoder, GroupedEncoder, best_scale
 from ..errors import AniFormatError
 from .arch import GridArch
-from .context import N_CTX_PARAMS, coding_passes, features_np, model_indices
+from .context import N_CTX_PARAMS, coding_passes, features_at, model_indices
 
 BIAS_BITS = 10
 MAX_BIAS_BITS = 12  # what a reader accepts; bounds the size of the coding tables
@@ -115,9 +115,10 @@ def write_latents(model: GridModel) -> bytes:
     enc = GroupedEncoder()
     for level, anchors, mask, parent in coding_passes(model.latents):
         grid = model.latents[level]
-        feats = features_np(grid, parent, anchors)[:, mask]
+        rows, cols = np.nonzero(mask)
+        feats = features_at(grid, parent, anchors, rows, cols)
         c, s, f = model_indices(feats, model.ctx[level, 0 if anchors else 1], lo, hi)
-        enc.encode(grid[mask] - c, s, f, radius)
+        enc.encode(grid[rows, cols] - c, s, f, radius)
     return _words(enc.words())
 
 
@@ -131,10 +132,11 @@ def read_latents(buf: bytes, arch: GridArch, ctx: np.ndarray, bits: int, height:
     dec = GroupedDecoder(words)
     for level, anchors, mask, parent in coding_passes(grids):
         grid = grids[level]
-        feats = features_np(grid, parent, anchors)[:, mask]
+        rows, cols = np.nonzero(mask)
+        feats = features_at(grid, parent, anchors, rows, cols)
         c, s, f = model_indices(feats, ctx[level, 0 if anchors else 1], lo, hi)
         values = dec.decode(s, f, radius) + c
         if values.size and (values.min() < lo or values.max() > hi):
             raise AniFormatError("corrupt .ani latent section: decoded value outside the latent range")
-        grid[mask] = values
+        grid[rows, cols] = values
     return grids

@@ -81,6 +81,33 @@ def model_indices(feats: np.ndarray, params: np.ndarray, lo: int, hi: int):
     return c, s, f
 
 
+def features_at(grid: np.ndarray, parent: np.ndarray | None, anchors: bool, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """:func:`features_np` gathered at positions ``(rows, cols)`` only: the same
+    values, without computing them over the whole grid (flat gathers on the
+    zero-padded grids)."""
+    feats = np.zeros((N_FEATURES, rows.size), dtype=np.int64)
+    par0 = None
+    if parent is not None:
+        pp = np.pad(parent, 1).ravel()
+        stride = parent.shape[1] + 2
+        at = (rows // 2 + 1) * stride + cols // 2 + 1
+        par0 = pp.take(at)
+        if anchors:
+            feats[0] = par0
+            for k, off in enumerate((-stride, stride, -1, 1), 1):
+                feats[k] = pp.take(at + off)
+    if anchors:
+        return feats
+    g = np.pad(grid, 1).ravel()
+    stride = grid.shape[1] + 2
+    at = (rows + 1) * stride + cols + 1
+    for k, off in enumerate((-stride, stride, -1, 1)):
+        feats[k] = g.take(at + off)
+    if par0 is not None:
+        feats[4] = par0
+    return feats
+
+
 def coding_passes(grids: list[np.ndarray]):
     """Yield ``(level, anchors, mask, parent)`` in coding order."""
     n = len(grids)
