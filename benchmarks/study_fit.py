@@ -1,0 +1,68 @@
+"""One fit of the grid model with its tuning constants overridden, for studies.
+
+    python benchmarks/study_fit.py kodim23 --quality 55 --set LR_NETS=0.003
+    python benchmarks/study_fit.py kodim23 --crop 256 --lam 0 --steps 800 --set COARSE_END=0
+
+Prints PSNR, whole-file bpp, fit time and steps. ``--set NAME=VALUE`` sets a
+module constant of ``core.grid.fit`` (JSON values); ``--lam`` replaces the
+quality->lambda map; ``--steps`` replaces the effort's step count.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("image", help="Kodak name, e.g. kodim23, or a path")
+    ap.add_argument("--quality", type=float, default=75)
+    ap.add_argument("--effort", type=int, default=5)
+    ap.add_argument("--crop", type=int, default=0, help="centre crop of this side (0: whole image)")
+    ap.add_argument("--lam", type=float, default=None)
+    ap.add_argument("--steps", type=int, default=None)
+    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from core.grid import fit as F
+    from core.options import EncodeOptions
+
+    torch.set_num_threads(args.threads)
+    for item in args.set:
+        name, _, value = item.partition("=")
+        if not hasattr(F, name):
+            raise SystemExit(f"core.grid.fit has no constant {name}")
+        v = json.loads(value)
+        setattr(F, name, tuple(v) if isinstance(v, list) else v)
+    if args.lam is not None:
+        F.quality_to_lambda = lambda q: args.lam
+    if args.steps is not None:
+        F.EFFORT_STEPS[args.effort] = args.steps
+    path = Path(args.image) if Path(args.image).is_file() else KODAK / f"{args.image}.png"
+    img = np.asarray(Image.open(path).convert("RGB"))
+    if args.crop:
+        h, w = img.shape[:2]
+        s = args.crop
+        img = np.ascontiguousarray(img[(h - s) // 2 : (h + s) // 2, (w - s) // 2 : (w + s) // 2])
+    t0 = time.perf_counter()
+    fitted = F.fit_grid(img, EncodeOptions(quality=args.quality, effort=args.effort))
+    seconds = time.perf_counter() - t0
+    # container overhead: preamble + header + CRC (40 bytes) and 12 bytes per section incl. END
+    size = 40 + sum(len(d) + 12 for _, d in fitted.sections) + 12
+    bpp = size * 8 / (img.shape[0] * img.shape[1])
+    print(f"{args.image} q={args.quality:g} {' '.join(args.set)}: psnr {fitted.stats['psnr']:.2f} dB, "
+          f"bpp {bpp:.4f}, fit {seconds:.1f} s, steps {fitted.stats['steps']}")
+
+
+if __name__ == "__main__":
+    main()
