@@ -6,7 +6,7 @@ from typing import Any, Callable
 import numpy as np
 
 from . import container
-from .errors import AniFormatError, AniOptionError
+from .errors import AniFormatError, AniLimitError, AniOptionError
 from .hooks import family_by_code, model_families, resolve
 from .options import EncodeOptions
 
@@ -105,12 +105,10 @@ def decode(data: Any, size: tuple[int, int] | None = None, subnet: Any = None, d
             raise AniOptionError(f"invalid option size={size!r}: allowed a (width, height) pair") from None
         if (width, height) != tuple(size):
             raise AniOptionError(f"invalid option size={size!r}: allowed a (width, height) pair of integers")
-        side = container.MAX_SIDE
-        if not (0 < width <= side and 0 < height <= side) or width * height > container.MAX_PIXELS:
-            raise AniOptionError(
-                f"invalid option size={size!r}: allowed 1..{side} per side and at most "
-                f"{container.MAX_PIXELS} pixels"
-            )
+        try:
+            container.check_limits(width, height, 0, 0)
+        except AniLimitError as exc:
+            raise AniOptionError(f"invalid option size={size!r}: {exc}") from None
     else:
         width, height = header.width, header.height
     fam = family_by_code(header.model_code)

@@ -106,6 +106,18 @@ def best_scale(symbols: np.ndarray, radius: int) -> int:
     return best
 
 
+def _groups(s: np.ndarray, f: np.ndarray):
+    """Yield ``(s, f, positions)`` per model, in increasing ``s * MU_DIV + f``;
+    positions within a group keep their given order. Encoder and decoder share
+    this order, which is part of the format."""
+    key = np.asarray(s, dtype=np.int64) * MU_DIV + np.asarray(f, dtype=np.int64)
+    order = np.argsort(key, kind="stable")
+    keys, starts = np.unique(key[order], return_index=True)
+    bounds = list(starts[1:]) + [len(order)]
+    for k, a, b in zip(keys.tolist(), starts.tolist(), bounds):
+        yield k // MU_DIV, k % MU_DIV, order[a:b]
+
+
 class GroupedEncoder:
     """Encodes residuals grouped by model, in a deterministic order."""
 
@@ -114,18 +126,12 @@ class GroupedEncoder:
 
     def encode(self, residuals: np.ndarray, s: np.ndarray, f: np.ndarray, radius: int) -> None:
         """Encode ``residuals`` (int, in ``[-radius, radius]``), each with its model
-        ``(s[i], f[i])``. Groups are coded in increasing ``s * MU_DIV + f``,
-        positions within a group in their given order."""
+        ``(s[i], f[i])``, in the order of :func:`_groups`."""
         residuals = np.asarray(residuals, dtype=np.int64)
         if residuals.size and (residuals.min() < -radius or residuals.max() > radius):
             raise ValueError("residual outside the coder's alphabet")
-        key = np.asarray(s, dtype=np.int64) * MU_DIV + np.asarray(f, dtype=np.int64)
-        order = np.argsort(key, kind="stable")
-        keys, starts = np.unique(key[order], return_index=True)
-        bounds = list(starts[1:]) + [len(order)]
-        for k, a, b in zip(keys.tolist(), starts.tolist(), bounds):
-            sym = (residuals[order[a:b]] + radius).astype(np.int32)
-            self._enc.encode(sym, _categorical(k // MU_DIV, k % MU_DIV, radius))
+        for si, fi, at in _groups(s, f):
+            self._enc.encode((residuals[at] + radius).astype(np.int32), _categorical(si, fi, radius))
 
     def words(self) -> np.ndarray:
         return self._enc.get_compressed().astype("<u4")
@@ -138,15 +144,11 @@ class GroupedDecoder:
         self._dec = constriction.stream.queue.RangeDecoder(np.asarray(words, dtype=np.uint32))
 
     def decode(self, s: np.ndarray, f: np.ndarray, radius: int) -> np.ndarray:
-        key = np.asarray(s, dtype=np.int64) * MU_DIV + np.asarray(f, dtype=np.int64)
-        out = np.empty(key.shape, dtype=np.int64)
-        order = np.argsort(key, kind="stable")
-        keys, starts = np.unique(key[order], return_index=True)
-        bounds = list(starts[1:]) + [len(order)]
-        for k, a, b in zip(keys.tolist(), starts.tolist(), bounds):
+        out = np.empty(np.shape(s), dtype=np.int64)
+        for si, fi, at in _groups(s, f):
             try:
-                sym = self._dec.decode(_categorical(k // MU_DIV, k % MU_DIV, radius), b - a)
-            except BaseException as exc:  # constriction raises on exhausted or invalid data
+                sym = self._dec.decode(_categorical(si, fi, radius), at.size)
+            except BaseException as exc:  # constriction raises (or panics) on exhausted or invalid data
                 raise AniFormatError(f"corrupt .ani payload: entropy decoding failed ({exc})") from None
-            out[order[a:b]] = np.asarray(sym, dtype=np.int64) - radius
+            out[at] = np.asarray(sym, dtype=np.int64) - radius
         return out

@@ -51,8 +51,10 @@ def anchor_mask(shape: tuple[int, int]) -> np.ndarray:
 
 
 def features_np(grid: np.ndarray, parent: np.ndarray | None, anchors: bool) -> np.ndarray:
-    """Integer features (N_FEATURES, h, w) for one pass. ``grid`` only needs its
-    anchor positions filled for the non-anchor pass."""
+    """Integer features (N_FEATURES, h, w) for one pass, over the whole grid: the
+    reference definition (``docs/format.md``); coding uses the equivalent
+    :func:`features_at`. ``grid`` only needs its anchor positions filled for
+    the non-anchor pass."""
     par = _parent_np(parent, grid.shape)
     if anchors:
         return np.stack(par).astype(np.int64)
