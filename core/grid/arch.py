@@ -137,3 +137,28 @@ def _lerp_index(n_in: int, n_out: int, device, start: int = 0, stop: int | None 
     i1 = (i0 + 1).clamp(max=n_in - 1)
     t = (src - i0).to(torch.float32)
     return i0, i1, t
+
+
+def lerp_tables(shapes, size, device):
+    """Per level, the bilinear source indices and weights of every output row
+    and column (as :func:`synthesize` uses), for :func:`synthesize_at`."""
+    height, width = size
+    return [(_lerp_index(h, height, device), _lerp_index(w, width, device)) for h, w in shapes]
+
+
+def synthesize_at(latents, layers, tables, rows, cols):
+    """The network's output at pixels ``(rows, cols)`` only (n, C): the same
+    values as :func:`synthesize` there, for fitting on a subset of pixels."""
+    import torch
+
+    feats = []
+    for y, ((r0, r1, rt), (c0, c1, ct)) in zip(latents, tables):
+        flat = y.reshape(-1)
+        w = y.shape[1]
+        a0, a1, t = r0[rows] * w, r1[rows] * w, rt[rows]
+        b0, b1, u = c0[cols], c1[cols], ct[cols]
+        top = flat[a0 + b0] * (1 - u) + flat[a0 + b1] * u
+        bot = flat[a1 + b0] * (1 - u) + flat[a1 + b1] * u
+        feats.append(top * (1 - t) + bot * t)
+    x = torch.stack(feats, dim=-1)
+    return _mlp(x, layers) + 0.5

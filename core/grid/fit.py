@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from ..errors import AniVerifyError
 from ..hooks import resolve, rounding_methods
 from ..options import EncodeOptions
-from .arch import GridArch, default_levels, synthesize
+from .arch import GridArch, default_levels, lerp_tables, synthesize, synthesize_at
 from .bitstream import TAG_LATENTS, TAG_MODEL, BIAS_BITS, GridModel, latent_range, read_latents, read_model, write_latents, write_model
 from .context import CTX_FRAC, CTX_LIMIT, N_CTX_PARAMS, N_FEATURES, anchor_mask
 from .decode import render
@@ -50,6 +50,8 @@ SIGMA_INIT = 24.0
 SIGMA_GAIN = 16.0
 COARSE_END = 0.85
 COARSE_MIN_PIXELS = 256 * 256
+SUBSAMPLE = 1.0
+RATE_SAMPLE = 1.0
 
 
 def coarse_fraction(quality: float) -> float:
@@ -155,6 +157,15 @@ def fit_grid(image: np.ndarray, opts: EncodeOptions, progress=None, trace=None) 
         target_coarse = F.interpolate(target.permute(2, 0, 1)[None], size=(h1, w1), mode="area")[0].permute(1, 2, 0)
         zeros_coarse = torch.zeros((h1, w1), device=device)
 
+    n_sub = int(SUBSAMPLE * n_pix) if SUBSAMPLE < 1 else 0
+    if n_sub:
+        tables = lerp_tables(arch.grid_shapes(height, width), (height, width), device)
+        target_flat = target.reshape(n_pix, -1)
+        if coarse_steps:
+            n_sub_c = int(SUBSAMPLE * h1 * w1)
+            tables_c = lerp_tables([(h1, w1)] + arch.grid_shapes(height, width)[1:], (h1, w1), device)
+            target_c_flat = target_coarse.reshape(h1 * w1, -1)
+
     frozen = None
     for step in range(steps):
         p = step / steps
@@ -176,14 +187,22 @@ def fit_grid(image: np.ndarray, opts: EncodeOptions, progress=None, trace=None) 
         else:
             yq = [round_fn(y, p, dev_gen) for y in latents]
         qlayers = [(qw(w), qb(b)) for (w, b), (qw, qb) in zip(layers, quant)]
-        if coarse:
+        if coarse and n_sub:
+            idx = torch.randint(0, h1 * w1, (n_sub_c,), generator=dev_gen, device=device)
+            out = synthesize_at(yq, qlayers, tables_c, idx // w1, idx % w1)
+            mse = torch.mean((out - target_c_flat[idx]) ** 2)
+        elif coarse:
             out = synthesize(yq, qlayers, (h1, w1), row_block=h1)
             mse = torch.mean((out - target_coarse) ** 2)
+        elif n_sub:
+            idx = torch.randint(0, n_pix, (n_sub,), generator=dev_gen, device=device)
+            out = synthesize_at(yq, qlayers, tables, idx // width, idx % width)
+            mse = torch.mean((out - target_flat[idx]) ** 2)
         else:
             out = synthesize(yq, qlayers, (height, width), row_block=height)
             mse = torch.mean((out - target) ** 2)
         ctx = ctx_train * gain
-        bits = latent_bits(yq, ctx, masks, lo, hi, first=1 if coarse else 0)
+        bits = latent_bits(yq, ctx, masks, lo, hi, first=1 if coarse else 0, sample=RATE_SAMPLE, gen=dev_gen)
         loss = mse + lam * bits / n_pix
         opt.zero_grad(set_to_none=True)
         loss.backward()
