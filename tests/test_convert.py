@@ -459,3 +459,18 @@ def test_cli_rerun_after_sigkill_prints_the_summary(tmp_path):
     assert f"{n - len(finished)} converted, {len(finished)} skipped, 1 failed" in err
     assert "zz-bad.png" in err and "Traceback" not in err
     assert _finals(out) == [f"{i}.ani" for i in range(n)]
+
+
+def test_pillow_decompression_bomb_limit_holds_for_inputs(tmp_path, monkeypatch):
+    """An input image over Pillow's MAX_IMAGE_PIXELS is refused before its
+    pixels are decoded, as a failed file of the batch (the others go on)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    Image.fromarray(image(3, 1, w=64, h=48)).save(src / "big.png")  # 3072 pixels
+    Image.fromarray(image(3, 2, w=8, h=8)).save(src / "small.png")  # 64 pixels
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # errors above twice this
+    with pytest.raises(core.AniLimitError, match="decompression bomb"):
+        convert_bytes((src / "big.png").read_bytes(), "ani", options=core.EncodeOptions(effort=1))
+    s = convert([src], tmp_path / "out", "ani", effort=1)
+    assert [r.source.name for r in s.failed] == ["big.png"] and "decompression bomb" in s.failed[0].error
+    assert [r.source.name for r in s.converted] == ["small.png"]
