@@ -136,3 +136,16 @@ def test_concurrent_decodes_in_threads_match_serial_decodes(encoded_modes, large
                 assert [h.size for h in headers] == [core.read_header(d).size for d, _ in jobs]
     finally:
         torch.set_num_threads(before)
+
+
+def test_the_pixel_budget_example_of_security_md_runs(small_file):
+    text = (ROOT / "docs" / "security.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert len(blocks) == 1
+    scope = {"core": core, "data": small_file}
+    exec(blocks[0], scope)  # noqa: S102 - our own documentation
+    assert scope["pixels"].shape == (16, 24, 3)
+    big = core.container.pack(width=8000, height=8000, channels=3, model_code=0, bits=4, n_latents=0, n_params=0,
+                              quality=0, effort=1, sections=[])
+    with pytest.raises(ValueError, match="larger than we decode"):
+        exec(blocks[0], {"core": core, "data": big})  # noqa: S102
