@@ -54,10 +54,23 @@ def worker_main(seeds_dir: str, run_seed: int, start: int, stop: int, memory_lim
     for index in range(start, stop):
         record, _, _ = run_case(seeds, pixels, run_seed, index)
         proto.write(json.dumps(record.to_dict()) + "\n")
+    proto.write(json.dumps({"done": True, "maxrss_kb": _peak_rss_kb()}) + "\n")
+    return 0
+
+
+def _peak_rss_kb() -> int:
+    """This process's peak resident memory (VmHWM; getrusage's ru_maxrss would
+    include the parent's peak, which Linux carries across fork and exec)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
     import resource
 
-    proto.write(json.dumps({"done": True, "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}) + "\n")
-    return 0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def worker_command(seeds_dir: Path, run_seed: int, start: int, stop: int, memory_limit_mb: int) -> list[str]:
