@@ -276,10 +276,10 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
 def cmd_decode(args: argparse.Namespace) -> int:
     import core
-    from .convert import _format_for, image_bytes, write_atomic
+    from .convert import format_for, image_bytes, write_atomic
 
     _check_output(args.input, args.output, args.force)
-    _format_for(Path(args.output))  # an unknown extension fails before the decode
+    format_for(Path(args.output))  # an unknown extension fails before the decode
     with open(args.input, "rb") as fh:
         raw = fh.read()
     try:

@@ -28,7 +28,10 @@ def _as_image(array: Any) -> np.ndarray:
         )
     if a.shape[0] < 1 or a.shape[1] < 1:
         raise AniOptionError(f"invalid image array shape {np.shape(array)}: the image is empty")
-    container.check_limits(a.shape[1], a.shape[0], 0, 0)
+    try:
+        container.check_limits(a.shape[1], a.shape[0], 0, 0)
+    except AniLimitError as exc:  # an input, not a file: an option/input error, before any copy
+        raise AniOptionError(f"invalid image array of shape {np.shape(array)}: too large for .ani ({exc})") from None
     return np.ascontiguousarray(a)
 
 
@@ -52,7 +55,9 @@ def encode(
         progress: optional ``progress(step, total_steps)`` callback.
 
     Raises:
-        AniOptionError: an unknown or out-of-range option, or an unsupported array.
+        AniOptionError: an unknown or out-of-range option, or an unsupported
+            array (dtype, shape, or larger than the format's limits: 65536
+            pixels per side, 2**28 pixels).
     """
     if options is not None and kwargs:
         raise AniOptionError("give either an EncodeOptions or keyword options, not both")

@@ -137,6 +137,11 @@ class GroupedEncoder:
         return self._enc.get_compressed().astype("<u4")
 
 
+#: Exceptions that are never a verdict on the data: an interrupt, an exit, or
+#: memory exhausted elsewhere pass through the decoder unchanged.
+_PASS_THROUGH = (KeyboardInterrupt, SystemExit, GeneratorExit, MemoryError)
+
+
 class GroupedDecoder:
     """Mirror of :class:`GroupedEncoder`."""
 
@@ -148,7 +153,9 @@ class GroupedDecoder:
         for si, fi, at in _groups(s, f):
             try:
                 sym = self._dec.decode(_categorical(si, fi, radius), at.size)
-            except BaseException as exc:  # constriction raises (or panics) on exhausted or invalid data
+            except _PASS_THROUGH:
+                raise
+            except BaseException as exc:  # constriction raises, or panics (a BaseException), on invalid data
                 raise AniFormatError(f"corrupt .ani payload: entropy decoding failed ({exc})") from None
             out[at] = np.asarray(sym, dtype=np.int64) - radius
         return out

@@ -28,7 +28,8 @@ class AniLimitError(AniFormatError):
 
 
 class AniOptionError(AniError, ValueError):
-    """An encode or decode option is unknown or out of range."""
+    """An encode or decode option is unknown or out of range, or the array
+    given to encode is not an image it can take (dtype, shape, size)."""
 
 
 class AniVerifyError(AniError):

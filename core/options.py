@@ -79,7 +79,8 @@ class EncodeOptions:
             like ``cwebp -m``; 5 is the default.
         device: ``auto`` (CUDA when present, else CPU), ``cpu`` or ``cuda``.
         seed: seed of every random draw of the fit; same input, options and
-            seed give identical bytes on the same device type.
+            seed give identical bytes on the same device type with the same
+            number of torch threads (``docs/security.md``, determinism).
     """
 
     model: str = DEFAULT_MODEL

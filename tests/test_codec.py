@@ -203,6 +203,16 @@ def test_a_different_seed_gives_different_bytes(encoded_modes):
     assert core.read_header(other).size == core.read_header(data).size
 
 
+@pytest.mark.parametrize("shape", [(1, 2**16 + 1), (2**16 + 1, 1, 3), (2**14 + 1, 2**14, 4)])
+def test_encode_refuses_an_over_large_array_as_an_input_error_before_copying(shape):
+    # a broadcast view: the check must refuse it before anything image-sized is allocated
+    array = np.broadcast_to(np.zeros((1,) * len(shape), np.uint8), shape)
+    with pytest.raises(core.AniOptionError, match="too large") as info:
+        core.encode(array, effort=1)
+    assert not isinstance(info.value, core.AniFormatError)  # an input, not a damaged file
+    assert str(shape[0]) in str(info.value) and str(shape[1]) in str(info.value)
+
+
 def test_encode_does_not_modify_its_input(synth):
     image = synth(3, w=12, h=8)
     before = image.copy()

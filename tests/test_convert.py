@@ -7,11 +7,13 @@ atomically, so a killed batch leaves no partial output and a re-run resumes;
 """
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +26,14 @@ import core  # noqa: E402
 from core import cli  # noqa: E402
 from core.convert import (  # noqa: E402
     ConvertSummary,
+    FileResult,
     OutputExistsError,
+    Task,
     collect,
     convert,
+    convert_bytes,
+    convert_file,
+    run_task,
     write_atomic,
 )
 
@@ -286,3 +293,184 @@ def test_jobs_2_runs_in_worker_processes(tmp_path, capsys):
     for i in range(2):
         assert core.decode(out / f"{i}.ani").shape == (16, 24, 3)
         assert core.read_header(out / f"{i}.ani").effort == 1
+
+
+# --------------------------------------------------------------------------- one file, for workers
+
+
+def _png(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_convert_bytes_to_ani_and_back_touches_no_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rgb = image(3, 4)
+    data = convert_bytes(_png(rgb), "ani", options=core.EncodeOptions(effort=1))
+    assert core.read_header(data).size == (24, 16)
+    png = convert_bytes(data, "png")
+    assert png.startswith(b"\x89PNG")
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(png))), core.decode(data))
+    assert convert_bytes(data, "png", output_name="x.bmp").startswith(b"BM")  # the format of the name
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_convert_bytes_names_the_input_in_its_errors():
+    with pytest.raises(core.AniError, match="^upload-7: not an image"):
+        convert_bytes(b"not an image", "ani", name="upload-7")
+    with pytest.raises(core.NotAniError, match="^upload-8: not an .ani"):
+        convert_bytes(b"\x89PNG\r\n\x1a\n", "png", name="upload-8")
+
+
+def test_convert_file_and_run_task(tmp_path):
+    src = tmp_path / "a.png"
+    Image.fromarray(image(1, 6)).save(src)
+    before = src.read_bytes()
+    convert_file(src, tmp_path / "o" / "a.ani", "ani", options=core.EncodeOptions(effort=1))
+    assert core.decode(tmp_path / "o" / "a.ani").shape == (16, 24)
+    with pytest.raises(OutputExistsError):
+        convert_file(src, tmp_path / "o" / "a.ani", "ani", options=core.EncodeOptions(effort=1))
+    again = run_task(Task(src, tmp_path / "o" / "a.ani"), "ani", core.EncodeOptions(effort=1))
+    assert isinstance(again, FileResult) and again.status == "skipped"
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG broken")
+    bad = run_task(Task(tmp_path / "bad.png", tmp_path / "o" / "bad.ani"), "ani", core.EncodeOptions(effort=1))
+    assert bad.status == "failed" and "image" in bad.error and not (tmp_path / "o" / "bad.ani").exists()
+    assert src.read_bytes() == before
+
+
+# --------------------------------------------------------------------------- killed from outside
+
+
+def _inputs_state(folder: Path) -> dict[str, tuple[bytes, int]]:
+    return {str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _finals(out: Path) -> list[str]:
+    """Names under ``out`` that are not temporary files (hidden)."""
+    return sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) if out.exists() else []
+
+
+def _start_batch(src: Path, out: Path, jobs: int) -> subprocess.Popen:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return subprocess.Popen(
+        [sys.executable, "-m", "core", "convert", str(src), "--to", "ani", "--out", str(out), "--effort", "1",
+         "--jobs", str(jobs), "-q"],
+        env=env, cwd=str(ROOT), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+
+
+def _kill_after_first_output(proc: subprocess.Popen, out: Path, timeout: float = 300) -> None:
+    """SIGKILL the batch process as soon as its first output exists."""
+    deadline = time.monotonic() + timeout
+    while not any(n.endswith(".ani") for n in _finals(out)):
+        assert proc.poll() is None, f"the batch ended before it could be killed: {proc.stderr.read()}"
+        assert time.monotonic() < deadline, "no output appeared"
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    assert proc.wait(timeout=60) == -signal.SIGKILL
+
+
+def _group_gone(pgid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _batch_folder(tmp_path: Path, n: int) -> Path:
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(n):
+        Image.fromarray(image(3, 20 + i)).save(src / f"{i}.png")
+    (src / "zz-bad.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    return src
+
+
+def _check_after_kill(out: Path, n: int) -> list[str]:
+    finals = _finals(out)
+    assert 1 <= len(finals) < n, finals  # killed mid-batch
+    for name in finals:  # every output under a final name is whole
+        assert name.endswith(".ani")
+        core.read_header(out / name)  # all checksums verify
+        assert core.decode(out / name).shape == (16, 24, 3)
+    return finals
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_sigkill_mid_batch_leaves_whole_outputs_and_untouched_inputs_then_resumes(tmp_path, jobs):
+    """Start ``python -m core convert`` on a folder, SIGKILL it from outside
+    once its first output exists: the outputs under final names are whole
+    files, the inputs are byte-identical (and not even touched), and running
+    the batch again skips the finished files, converts the rest, reports the
+    bad input and leaves no temporary file. With ``--jobs 2`` only the main
+    process is killed: its worker processes must exit by themselves."""
+    n = 6
+    src = _batch_folder(tmp_path, n)
+    before = _inputs_state(src)
+    out = tmp_path / "out"
+    proc = _start_batch(src, out, jobs)
+    try:
+        _kill_after_first_output(proc, out)
+        if jobs > 1:  # the orphaned workers notice and exit
+            assert _group_gone(proc.pid, 30), "worker processes outlived the killed batch"
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # whatever is left of this test's batch
+        except ProcessLookupError:
+            pass
+    finished = _check_after_kill(out, n)
+    stamps = {name: (out / name).stat().st_mtime_ns for name in finished}
+    assert _inputs_state(src) == before
+
+    summary = convert([src], out, "ani", effort=1)
+    assert sorted(r.output.name for r in summary.skipped) == finished
+    assert sorted(r.output.name for r in summary.converted) == sorted(set(f"{i}.ani" for i in range(n)) - set(finished))
+    assert [r.source.name for r in summary.failed] == ["zz-bad.png"] and "image" in summary.failed[0].error
+    assert sorted(p.name for p in out.iterdir()) == [f"{i}.ani" for i in range(n)]  # no temporary file left
+    assert {name: (out / name).stat().st_mtime_ns for name in finished} == stamps
+    for i in range(n):
+        core.read_header(out / f"{i}.ani")
+    assert _inputs_state(src) == before
+
+
+def test_cli_rerun_after_sigkill_prints_the_summary(tmp_path):
+    n = 4
+    src = _batch_folder(tmp_path, n)
+    out = tmp_path / "out"
+    proc = _start_batch(src, out, 1)
+    try:
+        _kill_after_first_output(proc, out)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    finished = _check_after_kill(out, n)
+    again = _start_batch(src, out, 1)
+    _, err = again.communicate(timeout=600)
+    assert again.returncode == 1, err  # the bad input
+    err = err.decode()
+    assert f"{n - len(finished)} converted, {len(finished)} skipped, 1 failed" in err
+    assert "zz-bad.png" in err and "Traceback" not in err
+    assert _finals(out) == [f"{i}.ani" for i in range(n)]
+
+
+def test_pillow_decompression_bomb_limit_holds_for_inputs(tmp_path, monkeypatch):
+    """An input image over Pillow's MAX_IMAGE_PIXELS is refused before its
+    pixels are decoded, as a failed file of the batch (the others go on)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    Image.fromarray(image(3, 1, w=64, h=48)).save(src / "big.png")  # 3072 pixels
+    Image.fromarray(image(3, 2, w=8, h=8)).save(src / "small.png")  # 64 pixels
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # errors above twice this
+    with pytest.raises(core.AniLimitError, match="decompression bomb"):
+        convert_bytes((src / "big.png").read_bytes(), "ani", options=core.EncodeOptions(effort=1))
+    s = convert([src], tmp_path / "out", "ani", effort=1)
+    assert [r.source.name for r in s.failed] == ["big.png"] and "decompression bomb" in s.failed[0].error
+    assert [r.source.name for r in s.converted] == ["small.png"]

@@ -173,3 +173,33 @@ def test_decoding_garbage_raises_format_error_or_returns_values(seed):
             return
         assert out.shape == (n,) and out.dtype == np.int64
         assert out.min() >= -radius and out.max() <= radius
+
+
+class _Raising:
+    """Stands in for constriction's decoder: raises ``exc`` on every decode."""
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+    def decode(self, model, n):
+        raise self.exc
+
+
+class _FakePanic(BaseException):
+    """Like pyo3's PanicException: a BaseException, not an Exception."""
+
+
+@pytest.mark.parametrize("exc", [_FakePanic("panicked at 'invalid data'"), ValueError("invalid"), AssertionError()])
+def test_a_coder_failure_or_panic_becomes_a_format_error(exc):
+    dec = GroupedDecoder(np.zeros(2, np.uint32))
+    dec._dec = _Raising(exc)
+    with pytest.raises(AniFormatError, match="entropy decoding failed"):
+        dec.decode(np.zeros(3, np.int64), np.zeros(3, np.int64), 4)
+
+
+@pytest.mark.parametrize("exc", [KeyboardInterrupt(), SystemExit(3), MemoryError()])
+def test_an_interrupt_exit_or_memory_error_passes_through_the_decoder(exc):
+    dec = GroupedDecoder(np.zeros(2, np.uint32))
+    dec._dec = _Raising(exc)
+    with pytest.raises(type(exc)):
+        dec.decode(np.zeros(3, np.int64), np.zeros(3, np.int64), 4)

@@ -1,0 +1,1 @@
+"""Developer tools of the ANI project (not part of the installed codec)."""
