@@ -2,7 +2,7 @@
 (architecture and step sizes) and one chunk section per sub-network
 (``NP00``, ``NP01``, ...), each an independent range-coded stream, so that
 a sub-network decodes from its own chunk and the ones before it.
-numpy + constriction only; no torch. See ``docs/format.md`` (section 5).
+numpy + constriction only; no torch. See ``docs/format.md`` (section 9).
 """
 from __future__ import annotations
 

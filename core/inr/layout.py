@@ -12,7 +12,7 @@ layer (the top-left ``w x w`` block of each weight matrix) and ends in the
 output head of depth ``d`` (one small head per depth). Sub-networks are
 stored smallest first, each *chunk* holding only the parameters that no
 earlier sub-network used, so a file prefix that ends after chunk ``k``
-holds sub-networks ``0..k`` complete (``docs/format.md``, section 5).
+holds sub-networks ``0..k`` complete (``docs/format.md``, section 9).
 """
 from __future__ import annotations
 
