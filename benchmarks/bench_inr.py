@@ -5,7 +5,7 @@ time for the number of fits here).
 Three parts, rows in one CSV (``part`` column):
 
 * ``lsq``: a plain (``elastic="none"``) network of shape ``--shape`` trained
-  with LSQ at 2, 3, 4, 6, 8 bits (first and output layer at 8 bits, biases at
+  with LSQ at 2, 3, 4, 6, 8 bits (``--lsq-models``; the others at 4 bits only) (first and output layer at 8 bits, biases at
   10) against the float32 network of the same shape trained for the same
   steps. PSNR of the 8-bit decode; bpp of the whole file, and of the
   parameter stream alone (the coded integers; float32: 32 bits a parameter).
@@ -22,7 +22,7 @@ Three parts, rows in one CSV (``part`` column):
 
 Rows already in the CSV are skipped, so an interrupted run resumes; the
 Markdown summary is rewritten from the whole CSV at the end of every run.
-The script sets torch to 2 threads (the machine's cores); the library never does.
+The script sets torch to 1 thread (the machine has 2 cores shared with other jobs); the library never does.
 """
 from __future__ import annotations
 
@@ -132,7 +132,7 @@ def run_lsq(tab, name, image, args, model, extra):
         tab.add(part="lsq", image=name, model=model, config="float32", depth=d, width=w, bits=32, steps=effort_steps,
                 bytes=4 * n, bpp=32 * n / n_pix, param_bpp=32 * n / n_pix,
                 psnr=F.float_psnr(trained, image, (d, w)), fit_s=fit_s)
-    for bits in LSQ_BITS:
+    for bits in (LSQ_BITS if model in args.lsq_models else (4,)):
         cfg = f"lsq{bits}"
         if tab.has("lsq", name, model, cfg):
             continue
@@ -207,7 +207,7 @@ def summary(tab: Table, args) -> str:
            f"256x256 centre crops of {', '.join(images)}; means over the {len(images)} images (PSNR: mean of per-image "
            f"PSNR on the 8-bit RGB decode; bpp of the whole file unless said). Machine: {platform.machine()}, "
            f"{os.cpu_count()} CPU cores shared with other jobs (fit times are indicative only), torch "
-           f"{_torch_version()} on the CPU, 2 threads. Command: `nice -n 5 python benchmarks/bench_inr.py`. "
+           f"{_torch_version()} on the CPU, 1 thread. Command: `nice -n 5 python benchmarks/bench_inr.py`. "
            f"Raw rows: `inr.csv`.", ""]
     out += ["## 1. LSQ against float32 (same shape, same steps; first/last layer 8 bits, biases 10 bits)", "",
             "| model | weights | bpp (file) | bpp (parameter stream) | stream vs float32 | PSNR dB | loss vs float32 dB |",
@@ -261,20 +261,22 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", nargs="+", default=["kodim01", "kodim05", "kodim15", "kodim23"])
     ap.add_argument("--crop", type=int, default=256)
-    ap.add_argument("--shape", type=lambda s: tuple(int(v) for v in s.split("x")), default=(3, 48),
-                    help="depth x width of the lsq networks and of the supernet (default 3x48)")
-    ap.add_argument("--effort", type=int, default=5, help="siren/mfn effort (steps: core/inr/fit.py EFFORT_STEPS)")
+    ap.add_argument("--shape", type=lambda s: tuple(int(v) for v in s.split("x")), default=(3, 32),
+                    help="depth x width of the lsq networks and of the supernet (default 3x32)")
+    ap.add_argument("--effort", type=int, default=4, help="siren/mfn effort (steps: core/inr/fit.py EFFORT_STEPS)")
     ap.add_argument("--models", nargs="+", default=["siren", "mfn"])
+    ap.add_argument("--lsq-models", nargs="+", default=["siren"],
+                    help="models measured at every bit-width (the others at 4 bits only, for part 3)")
     ap.add_argument("--ofa-models", nargs="+", default=["siren"])
-    ap.add_argument("--ofa-subnets", nargs="+", default=["2x24", "2x48", "3x12", "3x24", "3x36", "3x48"])
-    ap.add_argument("--grid-qualities", nargs="+", type=float, default=[35, 65])
+    ap.add_argument("--ofa-subnets", nargs="+", default=["2x16", "2x32", "3x8", "3x16", "3x24", "3x32"])
+    ap.add_argument("--grid-qualities", nargs="+", type=float, default=[35])
     ap.add_argument("--grid-effort", type=int, default=3)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "inr"))
     args = ap.parse_args(argv)
 
     import torch
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)  # the cores are shared: oversubscribed intra-op threads make small fits far slower
     tab = Table(Path(args.out + ".csv"))
     for name in args.images:
         image = crop(name, args.crop)
