@@ -141,9 +141,13 @@ def run_lsq(tab, name, image, args, model, extra):
         tab.add(part="lsq", image=name, model=model, config=cfg, depth=d, width=w, bits=bits, steps=effort_steps,
                 bytes=len(data), bpp=bpp, param_bpp=param_bytes(data) * 8 / n_pix,
                 psnr=psnr(image, core.decode(data)), fit_s=fit_s)
-        if bits == 4:
-            with open(Path(args.out).parent / f"inr_{name}_{model}_4bit.ani", "wb") as fh:
-                fh.write(data)
+    if model in args.lsq_models and not tab.has("lsq", name, model, "lsq4-all"):
+        # every layer at 4 bits (biases stay at 10): the paper's "4 bits = 8x smaller" setting
+        data, fit_s, bpp = encode_row(image, n_pix, model=model, bits=4, first_bits=4, last_bits=4, supernet=(d, w),
+                                      elastic="none", effort=args.effort, **extra)
+        tab.add(part="lsq", image=name, model=model, config="lsq4-all", depth=d, width=w, bits=4, steps=effort_steps,
+                bytes=len(data), bpp=bpp, param_bpp=param_bytes(data) * 8 / n_pix,
+                psnr=psnr(image, core.decode(data)), fit_s=fit_s)
 
 
 def run_ofa(tab, name, image, args, model, extra):
@@ -195,6 +199,39 @@ def run_side(tab, name, image, args):
                 psnr=psnr(image, core.decode(data)), jpeg_psnr_at_bpp=jpeg_at(image, bpp), fit_s=fit_s)
 
 
+def run_decode_timing(tab, args):
+    """Decode time of every sub-network of one supernet file (the default
+    (4, 64) supernet, effort 1: the weights' values do not change the time),
+    rendered at the full Kodak size, median of 3 decodes."""
+    import statistics
+
+    import core
+
+    name = args.images[0]
+    image = np.asarray(Image.open(KODAK / f"{name}.png").convert("RGB"))
+    if all(tab.has("decode", name, "siren", f"{d}x{w}") for d, w in _default_subnets()):
+        return
+    data = core.encode(image, model="siren", subnet="all", effort=1)
+    n_pix = image.shape[0] * image.shape[1]
+    for sub in core.describe(data)["subnets"]:
+        d, w = sub["depth"], sub["width"]
+        times = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            core.decode(data, subnet=(d, w))
+            times.append(time.perf_counter() - t0)
+        tab.add(part="decode", image=name, model="siren", config=f"{d}x{w}", depth=d, width=w, bits=4,
+                bytes=sub["bytes"], bpp=sub["bytes"] * 8 / n_pix, fit_s=statistics.median(times))
+
+
+def _default_subnets():
+    from core.options import DEFAULT_ELASTIC, DEFAULT_SUPERNET
+    from core.inr.layout import elastic_choices
+
+    depths, widths = elastic_choices(*DEFAULT_SUPERNET, DEFAULT_ELASTIC)
+    return [(d, w) for d in depths for w in widths]
+
+
 def _mean(rows, key):
     vals = [float(r[key]) for r in rows if r.get(key) not in ("", None) and not math.isnan(float(r[key]))]
     return sum(vals) / len(vals) if vals else float("nan")
@@ -215,12 +252,12 @@ def summary(tab: Table, args) -> str:
     for model in sorted({r["model"] for r in rows if r["part"] == "lsq"}):
         base = [r for r in rows if r["part"] == "lsq" and r["model"] == model and r["config"] == "float32"]
         fp, fbpp = _mean(base, "psnr"), _mean(base, "param_bpp")
-        for cfg in ["float32"] + [f"lsq{b}" for b in LSQ_BITS]:
+        for cfg in ["float32"] + [f"lsq{b}" for b in LSQ_BITS] + ["lsq4-all"]:
             sel = [r for r in rows if r["part"] == "lsq" and r["model"] == model and r["config"] == cfg]
             if not sel:
                 continue
             p, pb = _mean(sel, "psnr"), _mean(sel, "param_bpp")
-            label = "float32" if cfg == "float32" else f"{cfg[3:]} bits"
+            label = {"float32": "float32", "lsq4-all": "4 bits, first/last layer too"}.get(cfg, f"{cfg[3:]} bits")
             out.append(f"| {model} {sel[0]['depth']}x{sel[0]['width']} | {label} | {_mean(sel, 'bpp'):.3f} | {pb:.3f} | "
                        f"{fbpp / pb:.1f}x smaller | {p:.2f} | {fp - p:+.2f} |".replace("| 1.0x smaller", "| 1x"))
     out += ["", "## 2. One supernet fit against separately trained networks (4 bits, equal steps)", "",
@@ -248,7 +285,25 @@ def summary(tab: Table, args) -> str:
         setting = f"{sel[0]['depth']}x{sel[0]['width']} 4 bits" if model != "grid" else cfg
         out.append(f"| {model} | {setting} | {_mean(sel, 'bpp'):.3f} | {p:.2f} | {j:.2f} | {p - j:+.2f} | "
                    f"{_mean(sel, 'fit_s'):.0f} |")
+    dec = [r for r in rows if r["part"] == "decode"]
+    if dec:
+        out += ["", f"## 4. Decode time of each sub-network of one supernet file", "",
+                f"siren, the default (4, 64) supernet stored with `subnet=\"all\"` (effort 1), full {dec[0]['image']} "
+                f"(768x512), each sub-network decoded from the same file (median of 3, entropy decoding and rendering; "
+                f"in this table the `fit_s` column of the CSV holds the decode time). `prefix bytes`: the length of the "
+                f"file prefix that holds the sub-network.", "",
+                "| sub-network | parameters | prefix bytes | decode s |", "|---|---:|---:|---:|"]
+        for r in dec:
+            out.append(f"| {r['config']} | {_params(r)} | {r['bytes']} | {float(r['fit_s']):.3f} |")
     return "\n".join(out) + "\n"
+
+
+def _params(row) -> int:
+    from core.inr.layout import KIND_SIREN, InrArch, elastic_choices
+    from core.options import DEFAULT_ELASTIC, DEFAULT_SUPERNET
+
+    arch = InrArch(KIND_SIREN, 3, *elastic_choices(*DEFAULT_SUPERNET, DEFAULT_ELASTIC), 4, 8, 8, 10)
+    return arch.subnet_params(int(row["depth"]), int(row["width"]))
 
 
 def _torch_version() -> str:
@@ -261,15 +316,15 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", nargs="+", default=["kodim01", "kodim05", "kodim15", "kodim23"])
     ap.add_argument("--crop", type=int, default=256)
-    ap.add_argument("--shape", type=lambda s: tuple(int(v) for v in s.split("x")), default=(3, 32),
-                    help="depth x width of the lsq networks and of the supernet (default 3x32)")
-    ap.add_argument("--effort", type=int, default=4, help="siren/mfn effort (steps: core/inr/fit.py EFFORT_STEPS)")
+    ap.add_argument("--shape", type=lambda s: tuple(int(v) for v in s.split("x")), default=(3, 48),
+                    help="depth x width of the lsq networks and of the supernet (default 3x48)")
+    ap.add_argument("--effort", type=int, default=5, help="siren/mfn effort (steps: core/inr/fit.py EFFORT_STEPS)")
     ap.add_argument("--models", nargs="+", default=["siren", "mfn"])
-    ap.add_argument("--lsq-models", nargs="+", default=["siren"],
+    ap.add_argument("--lsq-models", nargs="+", default=["siren", "mfn"],
                     help="models measured at every bit-width (the others at 4 bits only, for part 3)")
-    ap.add_argument("--ofa-models", nargs="+", default=["siren"])
-    ap.add_argument("--ofa-subnets", nargs="+", default=["2x16", "2x32", "3x8", "3x16", "3x24", "3x32"])
-    ap.add_argument("--grid-qualities", nargs="+", type=float, default=[35])
+    ap.add_argument("--ofa-models", nargs="+", default=["siren", "mfn"])
+    ap.add_argument("--ofa-subnets", nargs="+", default=["2x24", "2x48", "3x12", "3x24", "3x36", "3x48"])
+    ap.add_argument("--grid-qualities", nargs="+", type=float, default=[15, 35])
     ap.add_argument("--grid-effort", type=int, default=3)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "inr"))
     args = ap.parse_args(argv)
@@ -286,6 +341,7 @@ def main(argv=None) -> int:
             run_ofa(tab, name, image, args, model, {})
         run_side(tab, name, image, args)
         Path(args.out + ".md").write_text(summary(tab, args))
+    run_decode_timing(tab, args)
     Path(args.out + ".md").write_text(summary(tab, args))
     return 0
 
