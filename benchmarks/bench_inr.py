@@ -2,21 +2,25 @@
 256x256 centre crops of Kodak images (full images would cost too much CPU
 time for the number of fits here).
 
-Three parts, rows in one CSV (``part`` column):
+Four parts, rows in one CSV (``part`` column):
 
 * ``lsq``: a plain (``elastic="none"``) network of shape ``--shape`` trained
-  with LSQ at 2, 3, 4, 6, 8 bits (``--lsq-models``; the others at 4 bits only) (first and output layer at 8 bits, biases at
-  10) against the float32 network of the same shape trained for the same
-  steps. PSNR of the 8-bit decode; bpp of the whole file, and of the
-  parameter stream alone (the coded integers; float32: 32 bits a parameter).
+  with LSQ at 2, 3, 4, 6, 8 bits (first and output layer at 8 bits, biases
+  at 10), and at 4 bits with the first and output layer at 4 bits too
+  (``lsq4-all``), against the float32 network of the same shape trained for
+  the same steps (``--lsq-models``; the other models at 4 bits only). PSNR of
+  the 8-bit decode; bpp of the whole file, and of the parameter stream alone
+  (the coded integers; float32: 32 bits a parameter).
 * ``ofa``: one supernet fit (``subnet="all"``, elastic depth and width,
   sandwich rule) against separately trained networks of the same shapes, all
-  at 4 bits and the same number of steps; each sub-network's PSNR is decoded
-  from the one supernet file, its bpp is that of the file ``core.extract``
-  cuts out of it.
+  at 4 bits and the same number of steps (``--ofa-models``); each
+  sub-network's PSNR is decoded from the one supernet file, its bpp is that
+  of the file ``core.extract`` cuts out of it.
 * ``side``: siren and mfn (4-bit ``--shape``, from the ``lsq`` part), and
   grid (at ``--grid-qualities``), next to Pillow JPEG at the same bpp (a
   quality 1..95 sweep in the same run, linear in log bpp), with fit times.
+* ``decode``: decode time of every sub-network of one default (4, 64) siren
+  supernet file of the full first image.
 
     nice -n 5 python benchmarks/bench_inr.py --out benchmarks/results/inr
 
@@ -320,9 +324,9 @@ def main(argv=None) -> int:
                     help="depth x width of the lsq networks and of the supernet (default 3x48)")
     ap.add_argument("--effort", type=int, default=5, help="siren/mfn effort (steps: core/inr/fit.py EFFORT_STEPS)")
     ap.add_argument("--models", nargs="+", default=["siren", "mfn"])
-    ap.add_argument("--lsq-models", nargs="+", default=["siren", "mfn"],
+    ap.add_argument("--lsq-models", nargs="+", default=["siren"],
                     help="models measured at every bit-width (the others at 4 bits only, for part 3)")
-    ap.add_argument("--ofa-models", nargs="+", default=["siren", "mfn"])
+    ap.add_argument("--ofa-models", nargs="+", default=["siren"])
     ap.add_argument("--ofa-subnets", nargs="+", default=["2x24", "2x48", "3x12", "3x24", "3x36", "3x48"])
     ap.add_argument("--grid-qualities", nargs="+", type=float, default=[15, 35])
     ap.add_argument("--grid-effort", type=int, default=3)
