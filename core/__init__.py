@@ -9,7 +9,9 @@ when pixels are encoded or decoded.
     >>> pixels = core.decode(data, size=(384, 256))          # doctest: +SKIP
 """
 from .container import FORMAT_VERSION, Header, is_ani, read_header
-from .errors import AniError, AniFormatError, AniLimitError, AniOptionError, AniVerifyError, NotAniError
+from .errors import (
+    AniError, AniFormatError, AniLimitError, AniOptionError, AniTruncatedWarning, AniVerifyError, AniWarning, NotAniError,
+)
 from .options import EncodeOptions
 
 __version__ = "0.1.0"
@@ -29,7 +31,22 @@ def decode(data, size=None, subnet=None, device="cpu"):
     return _decode(data, size=size, subnet=subnet, device=device)
 
 
+def extract(data, subnet):
+    """See :func:`core.codec.extract`."""
+    from .codec import extract as _extract
+
+    return _extract(data, subnet)
+
+
+def describe(data):
+    """See :func:`core.codec.describe`."""
+    from .codec import describe as _describe
+
+    return _describe(data)
+
+
 __all__ = [
     "encode", "decode", "read_header", "is_ani", "Header", "EncodeOptions", "FORMAT_VERSION",
     "AniError", "AniFormatError", "AniLimitError", "AniOptionError", "AniVerifyError", "NotAniError",
+    "AniWarning", "AniTruncatedWarning", "extract", "describe",
 ]

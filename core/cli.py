@@ -102,7 +102,17 @@ def _add_encode_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--quality", metavar="Q",
                    help=f"rate-distortion trade-off 0..100, higher is better (default {_opt.DEFAULT_QUALITY})")
     g.add_argument("--rounding", help=f"rounding of latents during the fit (default {_opt.DEFAULT_ROUNDING})")
-    g.add_argument("--subnet", help=f"sub-network to store (default {_opt.DEFAULT_SUBNET}, the only one grid images have)")
+    g.add_argument("--subnet", help=f"sub-network to store (default {_opt.DEFAULT_SUBNET}); siren/mfn: full, all, "
+                   "medium, small or DxW (depth x width)")
+    g.add_argument("--supernet", metavar="DxW",
+                   help=f"siren/mfn: depth x width of the trained supernet (default "
+                   f"{_opt.DEFAULT_SUPERNET[0]}x{_opt.DEFAULT_SUPERNET[1]})")
+    g.add_argument("--elastic", help=f"siren/mfn: {', '.join(_opt.ELASTIC)} (default {_opt.DEFAULT_ELASTIC})")
+    g.add_argument("--filter", help=f"mfn: {', '.join(_opt.FILTERS)} (default {_opt.DEFAULT_FILTER})")
+    g.add_argument("--first-bits", metavar="N", dest="first_bits",
+                   help=f"siren/mfn: bit-width of the first layer (default {_opt.DEFAULT_FIRST_BITS})")
+    g.add_argument("--last-bits", metavar="N", dest="last_bits",
+                   help=f"siren/mfn: bit-width of the output layer (default {_opt.DEFAULT_LAST_BITS})")
     g.add_argument("--effort", metavar="E",
                    help=f"compute budget of the fit, {_opt.MIN_EFFORT} fastest..{_opt.MAX_EFFORT} (default {_opt.DEFAULT_EFFORT})")
     g.add_argument("--device", help=f"auto, cpu or cuda (default {_opt.DEFAULT_DEVICE})")
@@ -111,10 +121,12 @@ def _add_encode_options(p: argparse.ArgumentParser) -> None:
 
 def _encode_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     kw: dict[str, Any] = {}
-    for name in ("model", "rounding", "device"):
+    for name in ("model", "rounding", "device", "elastic", "filter"):
         if getattr(args, name) is not None:
             kw[name] = getattr(args, name)
-    for name in ("bits", "quality", "effort", "seed"):
+    if getattr(args, "supernet", None) is not None:
+        kw["supernet"] = _subnet(args.supernet)
+    for name in ("bits", "quality", "effort", "seed", "first_bits", "last_bits"):
         if getattr(args, name) is not None:
             kw[name] = _scalar(getattr(args, name))
     if getattr(args, "subnet", None) is not None:
@@ -155,7 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output", metavar="OUT", help="output image, e.g. out.png")
     p.add_argument("--size", type=parse_size, metavar="WxH",
                    help="render at this size instead of the stored one (Wx or xH keep the aspect ratio)")
-    p.add_argument("--subnet", help="sub-network to run (grid images have only 'full')")
+    p.add_argument("--subnet", help="sub-network to run: full, medium, small or DxW (siren/mfn supernet files; "
+                   "grid images have only 'full'); default the largest the file holds")
     p.add_argument("-f", "--force", action="store_true", help="overwrite OUT if it exists (never IN)")
     p.set_defaults(func=cmd_decode)
 
@@ -287,7 +300,16 @@ def cmd_decode(args: argparse.Namespace) -> int:
     except AniError as exc:
         raise type(exc)(f"{args.input}: {exc}") from None
     size = _resolve_size(args.size, header.size)
-    array = core.decode(raw, size=size, subnet=_subnet(args.subnet))
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", core.AniTruncatedWarning)
+        array = core.decode(raw, size=size, subnet=_subnet(args.subnet))
+    for w in caught:
+        if issubclass(w.category, core.AniTruncatedWarning):
+            print(f"{PROG}: note: {args.input}: {w.message}", file=sys.stderr)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     write_atomic(args.output, image_bytes(array, args.output, header.metadata), overwrite=args.force)
     return EXIT_OK
 
@@ -313,6 +335,8 @@ def header_dict(header, path: str | None = None) -> dict[str, Any]:
         bpp=round(header.bpp, 6),
         metadata={key: len(value) for key, value in header.metadata.items()},
     )
+    if header.truncated:
+        out["truncated"] = True
     return out
 
 
@@ -333,7 +357,17 @@ def _info_text(d: dict[str, Any]) -> str:
         ("bpp", f"{d['bpp']:.4f}"),
         ("metadata", meta),
     ]
-    return "\n".join(f"{k + ':':<12}{v}" for k, v in rows)
+    net = d.get("network")
+    if net:
+        rows.insert(5, ("network", f"{net['network']}, depths {net['depths']}, widths {net['widths']}, "
+                               f"first/last layer {net['first_bits']}/{net['last_bits']} bits"))
+        if d.get("truncated"):
+            rows.append(("truncated", "yes: the file is a prefix; complete sub-networks decode"))
+        rows.append(("subnets", f"{len(net['subnets'])} (depth x width: parameters, bytes of the file prefix that holds it)"))
+        for sub in net["subnets"]:
+            where = f"{sub['bytes']} bytes" if sub["complete"] else "missing (truncated)"
+            rows.append(("", f"{sub['depth']}x{sub['width']}: {sub['params']} parameters, {where}"))
+    return "\n".join(f"{k + ':' if k else '':<12}{v}" for k, v in rows)
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -342,7 +376,11 @@ def cmd_info(args: argparse.Namespace) -> int:
     results, status = [], EXIT_OK
     for path in args.files:
         try:
-            results.append(header_dict(core.read_header(path), path))
+            entry = header_dict(core.read_header(path), path)
+            network = core.describe(path)
+            if network:
+                entry["network"] = network
+            results.append(entry)
         except AniError as exc:
             _err(f"{path}: {exc}")
             status = EXIT_ERROR
@@ -364,7 +402,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
     opts = _encode_options(args) if args.to == "ani" else None
     if args.to == "png" and any(getattr(args, n) is not None for n in ("model", "bits", "quality", "rounding",
-                                                                         "effort", "device", "seed")):
+                                                                         "effort", "device", "seed", "supernet",
+                                                                         "elastic", "filter", "first_bits", "last_bits")):
         raise _UsageError("encode options (--bits, --quality, ...) apply to --to ani only")
     jobs = args.jobs or cpu_count()
     bar = tqdm(total=0, desc=f"to {args.to}", unit="file", file=sys.stderr, disable=_bar_disable(args.quiet),

@@ -82,6 +82,7 @@ def encode(
         effort=opts.effort,
         sections=fitted.sections,
         metadata=metadata,
+        flags=getattr(fitted, "flags", 0),
     )
     return data
 
@@ -116,8 +117,43 @@ def decode(data: Any, size: tuple[int, int] | None = None, subnet: Any = None, d
             raise AniOptionError(f"invalid option size={size!r}: {exc}") from None
     else:
         width, height = header.width, header.height
+    image = resolve(_family(header)["decode"])(header, sections, (width, height), subnet, device)
+    return image[:, :, 0] if image.shape[2] == 1 else image
+
+
+def _family(header):
     fam = family_by_code(header.model_code)
     if fam is None:
         raise AniFormatError(f"this file uses model code {header.model_code}, which no installed plugin decodes")
-    image = resolve(fam[1]["decode"])(header, sections, (width, height), subnet, device)
-    return image[:, :, 0] if image.shape[2] == 1 else image
+    return fam[1]
+
+
+def describe(data: Any) -> dict:
+    """What the model family says about a file's networks (``ani info``):
+    for siren/mfn files the sub-networks held, with their parameter counts and
+    the bytes of the file prefix each needs; ``{}`` for families without a
+    description. Never imports torch."""
+    if isinstance(data, str) or hasattr(data, "__fspath__"):
+        data = container._read_path(data)
+    header, sections = container.parse(data)
+    fam = _family(header)
+    return resolve(fam["describe"])(header, sections) if "describe" in fam else {}
+
+
+def extract(data: Any, subnet: Any) -> bytes:
+    """Cut sub-network ``subnet`` out of a supernet file (``subnet="all"``)
+    into a smaller file that holds only it, without retraining. The integers
+    are copied, so the new file decodes to exactly the pixels
+    ``decode(data, subnet=subnet)`` gives. Metadata is kept."""
+    if isinstance(data, str) or hasattr(data, "__fspath__"):
+        data = container._read_path(data)
+    header, sections = container.parse(data)
+    fam = _family(header)
+    if "extract" not in fam:
+        raise AniOptionError(f"invalid option subnet={subnet!r}: {header.model} files hold one network, nothing to extract")
+    arch, new_sections = resolve(fam["extract"])(header, sections, subnet)
+    return container.pack(
+        width=header.width, height=header.height, channels=header.channels, model_code=header.model_code,
+        bits=header.bits, n_latents=0, n_params=arch.n_params(), quality=header.quality, effort=header.effort,
+        sections=new_sections, metadata=header.metadata,
+    )

@@ -18,6 +18,7 @@ FORMAT_VERSION = 1
 _PREAMBLE = struct.Struct("<8sHH")  # magic, version, header length
 _HEADER = struct.Struct("<IIBBBBIIBBH")  # w, h, channels, model, bits, flags, n_latents, n_params, quality, effort, reserved
 _SECTION = struct.Struct("<4sI")
+_TOTAL = struct.Struct("<I")  # header extension of progressive files: the whole file's length
 _CRC = struct.Struct("<I")
 
 MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
@@ -30,6 +31,12 @@ MAX_PARAMS = 1 << 22
 MAX_SECTIONS = 64
 
 END_TAG = b"END "
+#: Header ``flags`` bit 0: the file is *progressive*. Its last sections are
+#: laid out so that a prefix ending at a section boundary still decodes
+#: (a supernet stored smallest sub-network first, docs/format.md 5.4); a
+#: truncated progressive file parses as its complete sections, with
+#: ``Header.truncated`` set. Every other file must be complete.
+FLAG_PROGRESSIVE = 0x01
 META_TAGS = {"icc_profile": b"iCCP", "exif": b"eXIf", "xmp": b"xMPm"}
 
 
@@ -48,6 +55,11 @@ class Header:
         quality, effort: the encoder settings (informational).
         file_size: total bytes of the file.
         metadata: ``icc_profile``, ``exif``, ``xmp`` payloads present in the file.
+        flags: the header's flags byte (:data:`FLAG_PROGRESSIVE`).
+        truncated: a progressive file that ends before its END marker: only
+            the complete sections before the cut were read.
+        section_ends: ``{tag: offset}`` of the byte after each section read
+            (its CRC included), so a reader can say how long a prefix must be.
     """
 
     width: int
@@ -63,6 +75,9 @@ class Header:
     file_size: int
     model_code: int = 0
     metadata: dict = field(default_factory=dict)
+    flags: int = 0
+    truncated: bool = False
+    section_ends: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -96,20 +111,29 @@ def pack(
     effort: int,
     sections: Iterable[tuple[bytes, bytes]],
     metadata: dict | None = None,
+    flags: int = 0,
 ) -> bytes:
-    """Assemble a complete file from the header fields and ``(tag, data)`` sections."""
+    """Assemble a complete file from the header fields and ``(tag, data)`` sections.
+
+    A progressive file (``flags & FLAG_PROGRESSIVE``) gets a 4-byte header
+    extension, the ``u32`` length of the whole file, so that a reader can tell
+    a prefix (shorter than that) from a corrupt length field.
+    """
     check_limits(width, height, n_params, n_latents)
-    header = _HEADER.pack(width, height, channels, model_code, bits, 0, n_latents, n_params, quality, effort, 0)
-    pre = _PREAMBLE.pack(MAGIC, FORMAT_VERSION, len(header)) + header
-    out = [pre, _CRC.pack(zlib.crc32(pre))]
+    header = _HEADER.pack(width, height, channels, model_code, bits, flags, n_latents, n_params, quality, effort, 0)
+    body = []
     metadata = metadata or {}
     for key, tag in META_TAGS.items():  # a fixed order: the bytes do not depend on the dict's
         if metadata.get(key):
-            out.append(_section(tag, bytes(metadata[key])))
+            body.append(_section(tag, bytes(metadata[key])))
     for tag, data in sections:
-        out.append(_section(tag, data))
-    out.append(_section(END_TAG, b""))
-    return b"".join(out)
+        body.append(_section(tag, data))
+    body.append(_section(END_TAG, b""))
+    if flags & FLAG_PROGRESSIVE:
+        total = _PREAMBLE.size + len(header) + _TOTAL.size + _CRC.size + sum(len(b) for b in body)
+        header += _TOTAL.pack(total)
+    pre = _PREAMBLE.pack(MAGIC, FORMAT_VERSION, len(header)) + header
+    return b"".join([pre, _CRC.pack(zlib.crc32(pre)), *body])
 
 
 def check_limits(width: int, height: int, n_params: int, n_latents: int) -> None:
@@ -153,7 +177,7 @@ def parse(data: bytes) -> tuple[Header, dict[bytes, bytes]]:
     (crc,) = _CRC.unpack_from(data, end)
     if zlib.crc32(data[:end]) != crc:
         raise AniFormatError("corrupt .ani file: header checksum mismatch")
-    w, h, ch, model_code, bits, _flags, n_lat, n_par, quality, effort, _ = _HEADER.unpack_from(data, _PREAMBLE.size)
+    w, h, ch, model_code, bits, flags, n_lat, n_par, quality, effort, _ = _HEADER.unpack_from(data, _PREAMBLE.size)
     if ch not in MODES:
         raise AniFormatError(f"corrupt .ani header: {ch} channels (allowed 1..4)")
     if not 2 <= bits <= 8:
@@ -161,15 +185,30 @@ def parse(data: bytes) -> tuple[Header, dict[bytes, bytes]]:
     check_limits(w, h, n_par, n_lat)
 
     sections: dict[bytes, bytes] = {}
+    ends: dict[bytes, int] = {}
+    progressive = bool(flags & FLAG_PROGRESSIVE)
+    if progressive:
+        if hlen < _HEADER.size + _TOTAL.size:
+            raise AniFormatError("corrupt .ani header: a progressive file without its length field")
+        (total,) = _TOTAL.unpack_from(data, _PREAMBLE.size + _HEADER.size)
+        # only a file shorter than it says is a prefix; a complete one is held to every rule
+        progressive = len(data) < total
+    truncated = False
     pos = end + _CRC.size
     while True:
         if len(sections) > MAX_SECTIONS:
             raise AniFormatError("corrupt .ani file: too many sections")
         if len(data) < pos + _SECTION.size:
+            if progressive:  # a prefix of a progressive file: keep what is complete
+                truncated = True
+                break
             raise AniFormatError("truncated .ani file: section header incomplete (end marker missing)")
         tag, length = _SECTION.unpack_from(data, pos)
         stop = pos + _SECTION.size + length
         if stop + _CRC.size > len(data):
+            if progressive:
+                truncated = True
+                break
             raise AniFormatError(f"truncated .ani file: section {tag!r} declares {length} bytes beyond the end")
         (crc,) = _CRC.unpack_from(data, stop)
         if zlib.crc32(data[pos:stop]) != crc:
@@ -182,7 +221,8 @@ def parse(data: bytes) -> tuple[Header, dict[bytes, bytes]]:
             raise AniFormatError(f"corrupt .ani file: duplicate section {tag!r}")
         sections[bytes(tag)] = bytes(data[pos + _SECTION.size : stop])
         pos = stop + _CRC.size
-    if pos + _SECTION.size + _CRC.size != len(data):
+        ends[bytes(tag)] = pos
+    if not truncated and pos + _SECTION.size + _CRC.size != len(data):
         raise AniFormatError("corrupt .ani file: trailing data after the end marker")
 
     from .hooks import family_by_code
@@ -203,6 +243,9 @@ def parse(data: bytes) -> tuple[Header, dict[bytes, bytes]]:
         file_size=len(data),
         model_code=model_code,
         metadata=metadata,
+        flags=flags,
+        truncated=truncated,
+        section_ends=ends,
     )
     return header, sections
 

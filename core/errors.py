@@ -35,3 +35,17 @@ class AniOptionError(AniError, ValueError):
 class AniVerifyError(AniError):
     """The encoder's self-check failed: decoding the written stream did not
     reproduce the quantized values. This is a bug; please report it."""
+
+
+class AniWarning(UserWarning):
+    """Base class of the codec's warnings."""
+
+
+class AniTruncatedWarning(AniWarning):
+    """A truncated progressive (supernet) file was decoded: the image comes
+    from the largest sub-network complete in the prefix, :attr:`subnet`
+    ``(depth, width)``, not from the whole file."""
+
+    def __init__(self, message: str, subnet: tuple[int, int]) -> None:
+        super().__init__(message)
+        self.subnet = subnet

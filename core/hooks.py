@@ -37,9 +37,13 @@ class AniSpec:
         ``code`` is the byte stored in the file header (0..255, unique);
         ``fit(image, options, progress)`` returns an object with ``sections``
         (a list of ``(tag, bytes)``), ``n_latents``, ``n_params`` and
-        ``stats``; ``decode(header, sections, (width, height), subnet, device)``
+        ``stats`` (and optionally ``flags``, the header flags byte);
+        ``decode(header, sections, (width, height), subnet, device)``
         returns uint8 pixels of shape (H, W, C). A family must refuse
-        sections with an unknown upper-case (critical) tag.
+        sections with an unknown upper-case (critical) tag. Optional keys:
+        ``describe(header, sections) -> dict`` (shown by ``ani info``, must
+        not import torch) and ``extract(header, sections, subnet) -> (arch,
+        sections)`` (cut one sub-network out of a file).
         """
 
     @hookspec
@@ -54,7 +58,13 @@ class AniSpec:
 class _Builtins:
     @hookimpl
     def ani_model_families(self):
-        return {"grid": {"code": 0, "fit": "core.grid.fit:fit_grid", "decode": "core.grid.decode:decode_grid"}}
+        inr = {"decode": "core.inr.decode:decode_inr", "describe": "core.inr.decode:describe",
+               "extract": "core.inr.decode:extract"}
+        return {
+            "grid": {"code": 0, "fit": "core.grid.fit:fit_grid", "decode": "core.grid.decode:decode_grid"},
+            "siren": {"code": 1, "fit": "core.siren:fit", **inr},
+            "mfn": {"code": 2, "fit": "core.mfn:fit", **inr},
+        }
 
     @hookimpl
     def ani_rounding_methods(self):

@@ -13,11 +13,20 @@ from .errors import AniOptionError
 
 #: Model families known to the core. Further families register through the
 #: plugin hooks (:mod:`core.hooks`); validation asks the plugin manager.
-BUILTIN_MODELS = ("grid",)
+BUILTIN_MODELS = ("grid", "mfn", "siren")
 #: Rounding methods for latents during fitting (SGA+ family is issue #5).
 BUILTIN_ROUNDINGS = ("noise", "softround", "ste")
 DEVICES = ("auto", "cpu", "cuda")
 NAMED_SUBNETS = ("full",)
+#: Families that are coordinate MLPs trained as Once-for-All supernets
+#: (``core/inr``); the options below apply to them only.
+INR_MODELS = ("siren", "mfn")
+#: ``full``: the largest sub-network; ``all``: the whole supernet (any
+#: sub-network can be run from the file); ``medium``, ``small``: see
+#: :meth:`core.inr.layout.InrArch.named`.
+INR_NAMED_SUBNETS = ("full", "all", "medium", "small")
+ELASTIC = ("depth+width", "depth", "width", "none")
+FILTERS = ("fourier", "gabor")
 
 DEFAULT_MODEL = "grid"
 DEFAULT_BITS = 4
@@ -27,6 +36,16 @@ DEFAULT_SUBNET = "full"
 DEFAULT_EFFORT = 5
 DEFAULT_DEVICE = "auto"
 DEFAULT_SEED = 0
+#: siren/mfn only: (depth, width) of the supernet that is trained
+DEFAULT_SUPERNET = (4, 64)
+DEFAULT_ELASTIC = "depth+width"
+DEFAULT_FILTER = "fourier"
+#: bit-width of the first layer (mfn: every filter) and of the output heads;
+#: the paper finds the first layer the most sensitive to quantization
+DEFAULT_FIRST_BITS = 8
+DEFAULT_LAST_BITS = 8
+MAX_LAYER_BITS = 12
+MAX_SUPERNET_DEPTH, MAX_SUPERNET_WIDTH = 8, 128
 
 MIN_BITS, MAX_BITS = 2, 8
 MIN_EFFORT, MAX_EFFORT = 1, 9
@@ -55,6 +74,17 @@ def _int_in(name: str, value: Any, lo: int, hi: int) -> int:
     return result
 
 
+def _pair(name: str, value: Any, max_depth: int, max_width: int) -> tuple[int, int]:
+    """``(depth, width)`` from a pair of integers (a list or tuple)."""
+    allowed = f"(depth, width) with depth 1..{max_depth} and width 1..{max_width}"
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
+        raise _fail(name, allowed, value)
+    try:
+        return (_int_in(name, value[0], 1, max_depth), _int_in(name, value[1], 1, max_width))
+    except AniOptionError:
+        raise _fail(name, allowed, value) from None
+
+
 @dataclass(frozen=True)
 class EncodeOptions:
     """Options of :func:`core.encode`.
@@ -73,14 +103,28 @@ class EncodeOptions:
             straight-through rounding at the end), ``noise`` (additive uniform
             noise, then straight-through rounding) or ``ste``
             (straight-through rounding throughout); plugins may add more.
-        subnet: which sub-network to store; ``full`` (the only one a grid
-            image has; the siren/mfn families will add ``(depth, width)``).
+        subnet: which sub-network to store: ``full`` (the only one a grid
+            image has; for siren/mfn the largest sub-network), ``all`` (siren/mfn:
+            the whole supernet, smallest sub-network first, so any sub-network
+            can be run from the file and a prefix of it decodes), ``medium``,
+            ``small`` or ``(depth, width)``.
         effort: 1..9, compute budget of the fit (number of optimisation steps),
             like ``cwebp -m``; 5 is the default.
         device: ``auto`` (CUDA when present, else CPU), ``cpu`` or ``cuda``.
         seed: seed of every random draw of the fit; same input, options and
             seed give identical bytes on the same device type with the same
             number of torch threads (``docs/security.md``, determinism).
+        supernet: ``siren``/``mfn`` only: ``(depth, width)`` of the trained
+            supernet, depth 1..8, width 4..128 a multiple of 4 (default
+            ``DEFAULT_SUPERNET``).
+        elastic: ``siren``/``mfn`` only: which dimensions the supernet's
+            sub-networks vary in: ``depth+width`` (default), ``depth``,
+            ``width`` or ``none`` (one plain network).
+        filter: ``mfn`` only: ``fourier`` (default) or ``gabor`` filters.
+        first_bits, last_bits: ``siren``/``mfn`` only: bit-width 2..12 of the
+            first layer (mfn: all filters) and of the output heads (default 8).
+        ``None`` in the last five means "the family's default"; the
+        ``resolved_*`` methods give the values used.
     """
 
     model: str = DEFAULT_MODEL
@@ -91,6 +135,11 @@ class EncodeOptions:
     effort: int = DEFAULT_EFFORT
     device: str = DEFAULT_DEVICE
     seed: int = DEFAULT_SEED
+    supernet: Any = None
+    elastic: Any = None
+    filter: Any = None
+    first_bits: Any = None
+    last_bits: Any = None
 
     def __post_init__(self) -> None:
         from .hooks import known_models, known_roundings
@@ -106,12 +155,66 @@ class EncodeOptions:
         roundings = known_roundings()
         if self.rounding not in roundings:
             raise _fail("rounding", "one of " + ", ".join(roundings), self.rounding)
-        if self.subnet not in NAMED_SUBNETS:
-            raise _fail("subnet", "one of " + ", ".join(NAMED_SUBNETS) + f" for model {self.model}", self.subnet)
+        self._check_inr_options()
         object.__setattr__(self, "effort", _int_in("effort", self.effort, MIN_EFFORT, MAX_EFFORT))
         if self.device not in DEVICES:
             raise _fail("device", "one of " + ", ".join(DEVICES), self.device)
         object.__setattr__(self, "seed", _int_in("seed", self.seed, 0, 2**63 - 1))
+
+    def _check_inr_options(self) -> None:
+        inr = self.model in INR_MODELS
+        for name in ("supernet", "elastic", "filter", "first_bits", "last_bits"):
+            if getattr(self, name) is not None and not (inr and (name != "filter" or self.model == "mfn")):
+                models = "mfn" if name == "filter" else " and ".join(INR_MODELS)
+                raise _fail(name, f"only with model {models} (model is {self.model})", getattr(self, name))
+        if not inr:
+            if self.subnet not in NAMED_SUBNETS:
+                raise _fail("subnet", "one of " + ", ".join(NAMED_SUBNETS) + f" for model {self.model}", self.subnet)
+            return
+        if self.supernet is not None:
+            object.__setattr__(self, "supernet", _pair("supernet", self.supernet, MAX_SUPERNET_DEPTH, MAX_SUPERNET_WIDTH))
+            if self.supernet[1] % 4:
+                raise _fail("supernet", "(depth, width) with width a multiple of 4", self.supernet)
+        if self.elastic is not None and self.elastic not in ELASTIC:
+            raise _fail("elastic", "one of " + ", ".join(ELASTIC), self.elastic)
+        if self.filter is not None and self.filter not in FILTERS:
+            raise _fail("filter", "one of " + ", ".join(FILTERS), self.filter)
+        for name in ("first_bits", "last_bits"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, _int_in(name, getattr(self, name), MIN_BITS, MAX_LAYER_BITS))
+        depths, widths = self.elastic_choices()
+        if isinstance(self.subnet, str):
+            if self.subnet not in INR_NAMED_SUBNETS:
+                raise _fail("subnet", "one of " + ", ".join(INR_NAMED_SUBNETS) + " or (depth, width)", self.subnet)
+            return
+        try:
+            pair = _pair("subnet", self.subnet, MAX_SUPERNET_DEPTH, MAX_SUPERNET_WIDTH)
+        except AniOptionError:
+            raise _fail("subnet", "one of " + ", ".join(INR_NAMED_SUBNETS) + " or (depth, width)", self.subnet) from None
+        if pair[0] not in depths or pair[1] not in widths:
+            raise _fail("subnet", f"(depth, width) with depth in {list(depths)} and width in {list(widths)} "
+                        f"(the supernet's sub-networks; see supernet and elastic)", self.subnet)
+        object.__setattr__(self, "subnet", pair)
+
+    def resolved_supernet(self) -> tuple[int, int]:
+        return self.supernet if self.supernet is not None else DEFAULT_SUPERNET
+
+    def resolved_elastic(self) -> str:
+        return self.elastic if self.elastic is not None else DEFAULT_ELASTIC
+
+    def resolved_filter(self) -> str:
+        return self.filter if self.filter is not None else DEFAULT_FILTER
+
+    def resolved_layer_bits(self) -> tuple[int, int]:
+        """(first, last) layer bit-widths."""
+        return (self.first_bits if self.first_bits is not None else DEFAULT_FIRST_BITS,
+                self.last_bits if self.last_bits is not None else DEFAULT_LAST_BITS)
+
+    def elastic_choices(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """The supernet's depth and width choices (siren/mfn)."""
+        from .inr.layout import elastic_choices
+
+        return elastic_choices(*self.resolved_supernet(), self.resolved_elastic())
 
     @classmethod
     def from_kwargs(cls, options: Mapping[str, Any] | None = None, **kwargs: Any) -> "EncodeOptions":

@@ -101,15 +101,27 @@ class AniImageFile(ImageFile.ImageFile):
         self._size = new
         return self.mode, (0, 0, new[0], new[1])
 
+    def set_subnet(self, subnet: Any) -> None:
+        """Run sub-network ``subnet`` (``full``, ``medium``, ``small`` or
+        ``(depth, width)``) of a siren/mfn supernet file when loading; call
+        before ``load()``. A smaller sub-network renders faster."""
+        self._ani_options["subnet"] = subnet
+
     def load(self):
         if self._ani_data is not None:
             header = self.ani_header
             size = None if self.size == header.size else self.size
             try:
-                pixels = core.decode(
-                    self._ani_data, size=size,
-                    subnet=self._ani_options.get("subnet"), device=self._ani_options.get("device") or "cpu",
-                )
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always", core.AniTruncatedWarning)
+                    pixels = core.decode(
+                        self._ani_data, size=size,
+                        subnet=self._ani_options.get("subnet"), device=self._ani_options.get("device") or "cpu",
+                    )
+                for w in caught:  # a truncated supernet: say which sub-network the pixels come from
+                    if isinstance(w.message, core.AniTruncatedWarning):
+                        self.info["ani_truncated_subnet"] = w.message.subnet
+                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
             except NotAniError as e:  # cannot happen after _open; keep the contract anyway
                 raise AniImageError(str(e)) from e
             except AniFormatError as e:

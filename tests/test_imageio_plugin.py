@@ -167,8 +167,13 @@ def test_improps_and_immeta(ani_file):
 
 def test_bytes_in_and_out_and_every_option_reaches_the_encoder():
     options = dict(model="grid", bits=3, quality=40, rounding="ste", subnet="full", effort=1, device="cpu", seed=5)
-    assert set(options) == {f.name for f in dataclasses.fields(core.EncodeOptions)}
+    inr = dict(options, model="mfn", subnet=(2, 4), supernet=(2, 8), elastic="width", filter="gabor",
+               first_bits=6, last_bits=5)
+    assert set(inr) == {f.name for f in dataclasses.fields(core.EncodeOptions)}
     img = small(4)
+    encoded = iio.imwrite("<bytes>", img, extension=".ani", **inr)
+    assert encoded == core.encode(img, **inr)
+    assert core.describe(encoded)["first_bits"] == 6
     encoded = iio.imwrite("<bytes>", img, extension=".ani", **options)
     assert encoded == core.encode(img, **options)
     assert core.read_header(encoded).mode == "RGBA"

@@ -309,8 +309,13 @@ def test_another_format_with_the_ani_extension_opens_as_itself(tmp_path):
 def test_every_option_reaches_the_encoder():
     """The plugin's bytes equal core.encode's with the same options (fits are deterministic)."""
     options = dict(model="grid", bits=3, quality=40, rounding="ste", subnet="full", effort=1, device="cpu", seed=7)
-    assert set(options) == {f.name for f in dataclasses.fields(core.EncodeOptions)}
+    inr = dict(options, model="siren", subnet="small", supernet=(2, 8), elastic="depth", first_bits=6, last_bits=5)
+    assert set(inr) | {"filter"} == {f.name for f in dataclasses.fields(core.EncodeOptions)}
     src = small("RGB", (16, 12))
+    buffer = io.BytesIO()
+    src.save(buffer, format="ANI", **inr)
+    assert buffer.getvalue() == core.encode(np.asarray(src), **inr)
+    assert core.describe(buffer.getvalue())["last_bits"] == 5
     calls = []
     buffer = io.BytesIO()
     src.save(buffer, format="ANI", progress=lambda done, total: calls.append((done, total)),
