@@ -55,7 +55,7 @@ def test_a_short_slice_finds_nothing_and_covers_every_mutator(seed_dir, tmp_path
 
 def test_the_seed_files_decode_and_every_mutator_is_deterministic(loaded):
     seeds, pixels = loaded
-    assert {s.name for s in seeds} == set(seedfiles.SEED_IMAGES)
+    assert {s.name for s in seeds} == set(seedfiles.SEED_IMAGES) | set(seedfiles.SEED_NETWORKS)
     assert {core.read_header(s.data).mode for s in seeds} == {"L", "LA", "RGB", "RGBA"}
     for index in range(200):
         a, b = mutate(seeds, 7, index), mutate(seeds, 7, index)

@@ -119,6 +119,16 @@ def _payload_tag(rng: np.random.Generator, seed: Seed) -> bytes:
     return _pick(rng, [t for t, _ in seed.layout.sections])
 
 
+def _critical_tags(seed: Seed) -> list[bytes]:
+    """The seed's critical (model) sections: MODL/LATS of a grid file, NETA and
+    NPxx of a siren/mfn file."""
+    return [t for t, _ in seed.layout.sections if t[:1].isupper()]
+
+
+def _is_grid(seed: Seed) -> bool:
+    return seed.layout.section(b"MODL") is not None
+
+
 # --------------------------------------------------------------------------- bit flips
 
 
@@ -293,8 +303,10 @@ def resize(rng, seed, seeds):
     from core.grid.arch import GridArch
 
     lay = seed.layout
-    arch, _ = GridArch.unpack(lay.section(b"MODL"))
     w, h = int(rng.integers(1, 257)), int(rng.integers(1, 257))
+    if not _is_grid(seed):  # a coordinate network renders any size: counts unchanged
+        return lay.with_fields(width=w, height=h).build()
+    arch, _ = GridArch.unpack(lay.section(b"MODL"))
     return lay.with_fields(width=w, height=h, n_latents=arch.n_latents(h, w)).build()
 
 
@@ -309,7 +321,7 @@ def payload_edit(rng, seed, seeds):
 
 @register("payload-random", "forged")
 def payload_random(rng, seed, seeds):
-    tag = _pick(rng, (b"MODL", b"LATS"))
+    tag = _pick(rng, _critical_tags(seed))
     n = len(seed.layout.section(tag))
     return seed.layout.with_section(tag, _randbytes(rng, int(rng.integers(0, 2 * n + 1)))).build()
 
@@ -318,8 +330,11 @@ def payload_random(rng, seed, seeds):
 def payload_swap(rng, seed, seeds):
     """A section of another seed in place of this seed's."""
     other = _pick(rng, seeds)
-    tag = _pick(rng, (b"MODL", b"LATS"))
-    return seed.layout.with_section(tag, other.layout.section(tag)).build()
+    tag = _pick(rng, _critical_tags(seed))
+    theirs = other.layout.section(tag)
+    if theirs is None:  # another family: any of its model sections
+        theirs = other.layout.section(_pick(rng, _critical_tags(other)))
+    return seed.layout.with_section(tag, theirs).build()
 
 
 def _set(buf: bytearray, offset: int, fmt: str, value) -> None:
@@ -329,6 +344,8 @@ def _set(buf: bytearray, offset: int, fmt: str, value) -> None:
 @register("modl-field", "forged")
 def modl_field(rng, seed, seeds):
     """One field of the MODL section set to an edge value."""
+    if not _is_grid(seed):
+        return payload_edit(rng, seed, seeds)
     payload = bytearray(seed.layout.section(b"MODL"))
     f = L.modl_fields(bytes(payload))
     which = int(rng.integers(7))
@@ -358,6 +375,8 @@ def modl_field(rng, seed, seeds):
 
 @register("lats-words", "forged")
 def lats_words(rng, seed, seeds):
+    if not _is_grid(seed):
+        return payload_edit(rng, seed, seeds)
     payload = bytearray(seed.layout.section(b"LATS"))
     (count,) = struct.unpack_from("<I", payload, 0)
     which = int(rng.integers(4))
@@ -404,7 +423,19 @@ def sections_forged(rng, seed, seeds):
 
 @register("flags-reserved", "ignored")
 def flags_reserved(rng, seed, seeds):
-    return seed.layout.with_fields(flags=int(rng.integers(256)), reserved=int(rng.integers(65536))).build()
+    # flags bit 0 (progressive, format 1.4) has a meaning; the other bits are ignored
+    flags = (int(rng.integers(256)) & ~1) | (seed.layout.fields["flags"] & 1)
+    return seed.layout.with_fields(flags=flags, reserved=int(rng.integers(65536))).build()
+
+
+@register("progressive-flag", "forged")
+def progressive_flag(rng, seed, seeds):
+    """Toggle flags bit 0 (with or without the length extension it needs)."""
+    lay = seed.layout.with_fields(flags=seed.layout.fields["flags"] ^ 1)
+    if rng.integers(2):
+        ext = lay.extension[4:] if seed.layout.fields["flags"] & 1 else len(lay.build()).to_bytes(4, "little") + lay.extension
+        lay = replace(lay, extension=ext)
+    return lay.build()
 
 
 @register("quality-effort", "ignored")
@@ -414,7 +445,14 @@ def quality_effort(rng, seed, seeds):
 
 @register("header-extension", "ignored")
 def header_extension(rng, seed, seeds):
-    return replace(seed.layout, extension=_randbytes(rng, int(rng.integers(1, 100)))).build()
+    # a progressive file's first 4 extension bytes are its length (format 1.4);
+    # what follows them, and any extension of other files, is ignored
+    keep = seed.layout.extension[:4] if seed.layout.fields["flags"] & 1 else b""
+    lay = replace(seed.layout, extension=keep + _randbytes(rng, int(rng.integers(1, 100))))
+    if keep:  # the recorded length grows with the header
+        data = lay.build()
+        lay = replace(lay, extension=len(data).to_bytes(4, "little") + lay.extension[4:])
+    return lay.build()
 
 
 @register("ancillary-section", "ignored")

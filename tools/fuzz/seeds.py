@@ -1,5 +1,6 @@
 """The valid files mutations start from: tiny images of every mode, several
-bit-widths and level counts, one with metadata, encoded at effort 1."""
+bit-widths and level counts, one with metadata, and siren/mfn files (two of
+them progressive supernets), encoded at effort 1."""
 from __future__ import annotations
 
 import hashlib
@@ -14,6 +15,14 @@ SEED_IMAGES = {
     "rgb-16x16-b4-meta": (3, 16, 16, 4, True),
     "rgba-24x16-b8": (4, 24, 16, 8, False),
     "rgb-32x32-b5": (3, 32, 32, 5, False),  # three latent levels
+}
+
+#: name -> (channels, width, height, encode options) of the coordinate-MLP
+#: families; the ``subnet="all"`` ones are progressive (format 1.4)
+SEED_NETWORKS = {
+    "siren-rgb-16x12-all": (3, 16, 12, {"model": "siren", "supernet": (3, 8), "subnet": "all"}),
+    "mfn-l-12x12-all": (1, 12, 12, {"model": "mfn", "supernet": (2, 8), "subnet": "all", "bits": 3}),
+    "mfn-rgb-12x8-gabor": (3, 12, 8, {"model": "mfn", "filter": "gabor", "supernet": (2, 8), "subnet": (2, 4)}),
 }
 
 METADATA = {"icc_profile": b"\x00\x00\x02\x0cfake icc profile" + bytes(range(64)),
@@ -38,6 +47,8 @@ def make_seeds() -> dict[str, bytes]:
     for name, (channels, width, height, bits, meta) in SEED_IMAGES.items():
         out[name] = core.encode(image(channels, width, height), bits=bits, effort=1, seed=0,
                                 metadata=METADATA if meta else None)
+    for name, (channels, width, height, options) in SEED_NETWORKS.items():
+        out[name] = core.encode(image(channels, width, height), effort=1, seed=0, **options)
     return out
 
 
