@@ -52,15 +52,13 @@ def make_inputs(folder: Path, n: int, size: int, seed0: int = 0, bad: bool = Tru
 
 @pytest.fixture(scope="module")
 def cluster():
-    """Two worker processes of one thread each, on loopback, with the ``fit`` resource."""
-    from distributed import Client, LocalCluster
+    """The local cluster of ``--scheduler local --jobs 2``: two worker processes
+    of one thread each, on loopback, with the ``fit`` resource."""
+    from distributed import Client
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None, scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
-                      resources={"fit": 1}, memory_limit=0, silence_logs=40) as lc:
-        with Client(lc, set_as_default=False) as client:
-            client.wait_for_workers(2, timeout=120)
-            yield lc, client
+    with dask_batch.local_cluster(2) as lc, Client(lc, set_as_default=False) as client:
+        client.wait_for_workers(2, timeout=120)
+        yield lc, client
 
 
 @pytest.fixture(scope="module")
@@ -115,8 +113,8 @@ def test_rerun_resumes_and_force_redoes(cluster, folder, tmp_path):
     assert len(done.converted) == 1
     none_left = dask_batch.convert([folder["local"] / "img0.ani"], tmp_path / "png", "png", client=object())
     assert len(none_left.skipped) == 1
-    forced = dask_batch.convert([folder["src"]], out, client=client, force=True, **FAST)
-    assert len(forced.converted) == 6 and snapshot(out) == snapshot(folder["local"])
+    forced = dask_batch.convert([folder["src"] / "img0.png"], out, client=client, force=True, **FAST)
+    assert [r.output for r in forced.converted] == [out / "img0.ani"] and snapshot(out) == snapshot(folder["local"])
     assert len(first.converted) == 6
 
 
@@ -183,11 +181,22 @@ def test_cli_scheduler_address_reports_failures_like_the_local_path(cluster, fol
         assert core.decode(path.read_bytes()).shape == (24, 24, 3)
 
 
+def test_local_cluster_workers_run_without_dask_malloc_setting(cluster):
+    """Dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 for workers, which slows
+    fits; the local cluster drops it."""
+    _, client = cluster
+    envs = client.run(lambda: (os.environ.get("MALLOC_TRIM_THRESHOLD_"), os.environ.get("OMP_NUM_THREADS")))
+    assert len(envs) == 2 and all(trim is None and omp == "1" for trim, omp in envs.values())
+
+
 def test_cli_local_cluster_decodes_to_png(folder, tmp_path, capsys):
     out = tmp_path / "png"
+    names = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "MALLOC_TRIM_THRESHOLD_", "PYTHONHASHSEED")
+    environ = {name: os.environ.get(name) for name in names}
     rc = cli.main(["convert", str(folder["local"]), "--to", "png", "--out", str(out),
                    "--scheduler", "local", "--jobs", "1", "-q"])
     assert rc == 0, capsys.readouterr().err
+    assert {name: os.environ.get(name) for name in names} == environ  # the nannies' settings are put back
     for rel, data in snapshot(out).items():
         expect = core.decode(folder["local"] / Path(rel).with_suffix(".ani"))
         assert np.array_equal(np.asarray(Image.open(out / rel)), expect)

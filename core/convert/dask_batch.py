@@ -82,17 +82,9 @@ def connect(scheduler: str | None = None, *, client: Any = None, jobs: int | Non
     if not scheduler:
         raise AniOptionError("invalid option scheduler=None: give an address, a scheduler file, 'local' or a client")
     if scheduler == LOCAL:
-        cluster = distributed.LocalCluster(
-            n_workers=jobs or cpu_count(), threads_per_worker=1, processes=True, host="127.0.0.1",
-            resources={FIT_RESOURCE: 1}, memory_limit=0, silence_logs=logging.ERROR,
-            # no dashboard; the scheduler's HTTP routes on a free loopback port
-            dashboard_address=None, scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
-        )
-        try:
-            with distributed.Client(cluster, set_as_default=False) as c:
-                yield c
-        finally:
-            cluster.close()
+        with local_cluster(jobs or cpu_count()) as cluster, \
+                distributed.Client(cluster, set_as_default=False) as c:
+            yield c
         return
     try:
         if os.path.isfile(scheduler):
@@ -105,6 +97,48 @@ def connect(scheduler: str | None = None, *, client: Any = None, jobs: int | Non
         yield c
     finally:
         c.close()
+
+
+#: Environment variables that Dask's nanny sets for its workers
+#: (``distributed.nanny.pre-spawn-environ``) and that a local cluster drops:
+#: glibc's malloc with ``MALLOC_TRIM_THRESHOLD_=65536`` makes a fit about 40 %
+#: slower (``docs/distributed.md``).
+DROPPED_WORKER_ENV = ("MALLOC_TRIM_THRESHOLD_",)
+
+
+@contextmanager
+def local_cluster(workers: int) -> Iterator[Any]:
+    """A ``LocalCluster`` of ``workers`` processes on loopback, one thread and
+    one fit slot each, no Dask memory limit and no dashboard; closed at the end.
+
+    The nannies of a local cluster live in this process and write their
+    workers' environment (``OMP_NUM_THREADS=1``, ...) into ``os.environ``;
+    those variables are put back when the cluster closes.
+    """
+    import dask
+    from distributed import LocalCluster
+
+    key = "distributed.nanny.pre-spawn-environ"
+    touched = set(dask.config.get(key)) | {"PYTHONHASHSEED"}
+    saved = {name: os.environ.get(name) for name in touched}
+    try:
+        with dask.config.set({f"{key}.{name}": None for name in DROPPED_WORKER_ENV}):
+            cluster = LocalCluster(
+                n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                resources={FIT_RESOURCE: 1}, memory_limit=0, silence_logs=logging.ERROR,
+                # no dashboard; the scheduler's HTTP routes on a free loopback port
+                dashboard_address=None, scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+            )
+        try:
+            yield cluster
+        finally:
+            cluster.close()
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 @dataclass(frozen=True)
