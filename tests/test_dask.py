@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -116,6 +117,27 @@ def test_rerun_resumes_and_force_redoes(cluster, folder, tmp_path):
     forced = dask_batch.convert([folder["src"] / "img0.png"], out, client=client, force=True, **FAST)
     assert [r.output for r in forced.converted] == [out / "img0.ani"] and snapshot(out) == snapshot(folder["local"])
     assert len(first.converted) == 6
+
+
+def test_interrupted_batch_cancels_its_tasks_and_resumes(cluster, folder, tmp_path):
+    _, client = cluster
+    out = tmp_path / "out"
+
+    def interrupt(result) -> None:  # Ctrl-C once the first output is written
+        if result.status == "converted":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        dask_batch.convert([folder["src"]], out, client=client, on_result=interrupt, max_in_flight=3, **FAST)
+    deadline = time.monotonic() + 30
+    while any(k.startswith("ani-convert-") for keys in client.processing().values() for k in keys):
+        assert time.monotonic() < deadline, "the batch's tasks were not cancelled"
+        time.sleep(0.1)
+    written = snapshot(out) if out.exists() else {}
+    assert len(written) == 1 and not any(is_temp_name(Path(n).name) for n in written)  # one whole output
+    resumed = dask_batch.convert([folder["src"]], out, client=client, **FAST)
+    assert len(resumed.skipped) == 1 and len(resumed.converted) == 5
+    assert snapshot(out) == snapshot(folder["local"])
 
 
 def test_a_worker_killed_mid_batch_loses_nothing(cluster, tmp_path):
