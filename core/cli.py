@@ -4,6 +4,7 @@
     ani decode photo.ani preview.png --size 256x
     ani info photo.ani [--json]
     ani convert assets/ --to ani --out assets-ani/ --jobs 2
+    ani convert assets/ --to ani --out assets-ani/ --scheduler tcp://host:8786
     ani run script.py [args...]
 
 Every codec or file error ends in a one-line message on stderr and exit
@@ -185,12 +186,21 @@ def build_parser() -> argparse.ArgumentParser:
                        "Inputs are never overwritten; outputs are written atomically; outputs that "
                        "already exist are skipped (so an interrupted batch resumes) unless --force. "
                        "A failed file does not stop the batch; failures are listed at the end and "
-                       "the exit status is 1.")
+                       "the exit status is 1. With --scheduler the files are converted on a Dask cluster, with the "
+                       "same guarantees (docs/distributed.md).")
     p.add_argument("inputs", metavar="INPUT", nargs="+", help="input files or folders")
     p.add_argument("--to", required=True, choices=("ani", "png"), help="target format")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    p.add_argument("-j", "--jobs", type=_jobs, default=1, metavar="N",
-                   help="worker processes (default 1; 0 = one per CPU core)")
+    p.add_argument("-j", "--jobs", type=_jobs, default=None, metavar="N",
+                   help="worker processes (default 1; 0 = one per CPU core); with --scheduler local, "
+                   "the local cluster's workers")
+    g = p.add_argument_group("Dask cluster (needs ani-codec[dask]; see docs/distributed.md)")
+    g.add_argument("--scheduler", metavar="ADDRESS",
+                   help="convert on a Dask cluster: a scheduler address (tcp://host:8786), a scheduler file, "
+                   "or 'local' for a local cluster of --jobs worker processes")
+    g.add_argument("--shared-fs", action="store_true",
+                   help="with --scheduler: workers read inputs and write outputs themselves, at the same "
+                   "absolute paths (default: inputs and outputs travel through this process)")
     _add_encode_options(p)
     p.add_argument("-f", "--force", action="store_true", help="redo outputs that already exist (never an input)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -405,10 +415,15 @@ def cmd_convert(args: argparse.Namespace) -> int:
                                                                          "effort", "device", "seed", "supernet",
                                                                          "elastic", "filter", "first_bits", "last_bits")):
         raise _UsageError("encode options (--bits, --quality, ...) apply to --to ani only")
-    jobs = args.jobs or cpu_count()
+    if args.shared_fs and not args.scheduler:
+        raise _UsageError("--shared-fs applies with --scheduler only")
+    if args.scheduler and args.scheduler != "local" and args.jobs is not None:
+        raise _UsageError("--jobs applies to local work and --scheduler local; a cluster's size is set by its workers")
+    jobs = cpu_count() if args.jobs == 0 else (args.jobs or 1)
     bar = tqdm(total=0, desc=f"to {args.to}", unit="file", file=sys.stderr, disable=_bar_disable(args.quiet),
                dynamic_ncols=True)
-    fit = _FitBar("fit", args.quiet, position=1, leave=False) if jobs == 1 and args.to == "ani" else None
+    local = not args.scheduler
+    fit = _FitBar("fit", args.quiet, position=1, leave=False) if local and jobs == 1 and args.to == "ani" else None
     counts = {"converted": 0, "skipped": 0, "failed": 0}
 
     def on_plan(n: int) -> None:
@@ -425,10 +440,19 @@ def cmd_convert(args: argparse.Namespace) -> int:
         fit.desc = f"fit {src.name}"
         fit(step, total)
 
+    subnet = _subnet(args.subnet) if args.to == "png" else None
     try:
-        summary = convert(args.inputs, args.out, args.to, jobs=jobs, force=args.force, options=opts,
-                          subnet=_subnet(args.subnet) if args.to == "png" else None,
-                          on_plan=on_plan, on_result=on_result, on_step=on_step if fit is not None else None)
+        if local:
+            summary = convert(args.inputs, args.out, args.to, jobs=jobs, force=args.force, options=opts,
+                              subnet=subnet, on_plan=on_plan, on_result=on_result,
+                              on_step=on_step if fit is not None else None)
+        else:  # Dask is imported only here
+            from .convert import dask_batch
+
+            summary = dask_batch.convert(args.inputs, args.out, args.to, scheduler=args.scheduler,
+                                         jobs=jobs if args.scheduler == dask_batch.LOCAL else None,
+                                         shared_fs=args.shared_fs, force=args.force, options=opts, subnet=subnet,
+                                         on_plan=on_plan, on_result=on_result)
     finally:
         if fit is not None:
             fit.close()

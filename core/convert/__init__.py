@@ -24,6 +24,9 @@ atomic write, :func:`run_task` a task to a result; what a worker, local or
 remote, calls), :mod:`.batch` (the batch and its worker pool), :mod:`.atomic`
 (:func:`write_atomic`), :mod:`.images` (PNG/JPEG through Pillow, imported
 lazily), :mod:`.results` (:class:`FileResult`, :class:`ConvertSummary`).
+The same batch on a Dask cluster: :mod:`.dask_batch` (client side) and
+:mod:`.dask_worker` (what workers run), never imported from here, so nothing
+of Dask loads unless asked for (``docs/distributed.md``).
 """
 from __future__ import annotations
 

@@ -3,6 +3,7 @@ process or in a pool of worker processes, and report every input."""
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -64,6 +65,76 @@ def _worker_init(threads: int, parent: int | None = None) -> None:
         pass
 
 
+@dataclass
+class BatchPlan:
+    """A planned batch: what is left to convert, and where results go.
+
+    Attributes:
+        pending: tasks whose output does not exist yet (or all, with ``force``).
+        options: the validated encode options (``None`` for ``to="png"``).
+        summary: the :class:`ConvertSummary` that :attr:`done` fills; it
+            already holds planning failures and skipped outputs.
+        done: reports one :class:`FileResult` (to the summary and ``on_result``).
+    """
+
+    pending: list[Task]
+    options: EncodeOptions | None
+    summary: ConvertSummary
+    done: Callable[[FileResult], None]
+
+
+def plan_batch(
+    inputs: Sequence[str | os.PathLike] | str | os.PathLike,
+    out_dir: str | os.PathLike,
+    to: Target,
+    *,
+    force: bool = False,
+    options: EncodeOptions | None = None,
+    encode_kwargs: dict[str, Any] | None = None,
+    on_plan: Callable[[int], None] | None = None,
+    on_result: Callable[[FileResult], None] | None = None,
+) -> BatchPlan:
+    """Validate the options, find the inputs, report planning failures and
+    outputs that already exist (skipped unless ``force``), and return what is
+    left; shared by the local batch and the Dask batch (:mod:`.dask_batch`).
+
+    Raises:
+        AniError: options given both ways; AniOptionError: an invalid encode
+            option (before any file is touched).
+    """
+    encode_kwargs = encode_kwargs or {}
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    if options is not None and encode_kwargs:
+        raise AniError("give either options or encode keywords, not both")
+    if to == "ani":
+        options = options if options is not None else EncodeOptions.from_kwargs(encode_kwargs)
+    elif encode_kwargs:
+        EncodeOptions.from_kwargs(encode_kwargs)  # still reject unknown names
+
+    tasks, problems = collect(inputs, out_dir, to)
+    summary = ConvertSummary()
+    if on_plan:
+        on_plan(len(tasks) + len(problems))
+
+    def done(result: FileResult) -> None:
+        summary.add(result)
+        if on_result:
+            on_result(result)
+
+    for result in problems:
+        done(result)
+
+    # skip finished outputs up front: no worker is started for them
+    pending: list[Task] = []
+    for task in tasks:
+        if not force and task.output.exists():
+            done(FileResult(task.source, task.output, "skipped"))
+        else:
+            pending.append(task)
+    return BatchPlan(pending, options if to == "ani" else None, summary, done)
+
+
 def convert(
     inputs: Sequence[str | os.PathLike] | str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -102,41 +173,15 @@ def convert(
         KeyboardInterrupt: passed on after pending work is cancelled; finished
             outputs stay, unfinished ones leave nothing under an output name.
     """
-    if isinstance(inputs, (str, os.PathLike)):
-        inputs = [inputs]
-    if options is not None and encode_kwargs:
-        raise AniError("give either options or encode keywords, not both")
-    if to == "ani":
-        options = options if options is not None else EncodeOptions.from_kwargs(encode_kwargs)
-    elif encode_kwargs:
-        EncodeOptions.from_kwargs(encode_kwargs)  # still reject unknown names
     try:
         jobs = int(jobs)
     except (TypeError, ValueError):
         jobs = 0
     if jobs < 1:
         raise AniOptionError(f"invalid option jobs={jobs!r}: allowed an integer >= 1")
-
-    tasks, problems = collect(inputs, out_dir, to)
-    summary = ConvertSummary()
-    if on_plan:
-        on_plan(len(tasks) + len(problems))
-
-    def done(result: FileResult) -> None:
-        summary.add(result)
-        if on_result:
-            on_result(result)
-
-    for result in problems:
-        done(result)
-
-    # skip finished outputs up front: no worker is started for them
-    pending: list[Task] = []
-    for task in tasks:
-        if not force and task.output.exists():
-            done(FileResult(task.source, task.output, "skipped"))
-        else:
-            pending.append(task)
+    plan = plan_batch(inputs, out_dir, to, force=force, options=options, encode_kwargs=encode_kwargs,
+                      on_plan=on_plan, on_result=on_result)
+    summary, done, pending, options = plan.summary, plan.done, plan.pending, plan.options
 
     workers = min(jobs, len(pending))
     if workers <= 1:
