@@ -42,9 +42,16 @@ def _flips(data: bytes):
         buf[i // 8] ^= 1 << (i % 8)
 
 
-@pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA", "meta"])
-def test_every_single_bit_change_is_refused_by_decode_with_a_clear_error(encoded_modes, with_metadata, mode):
-    data = with_metadata if mode == "meta" else encoded_modes[mode][1]
+@pytest.fixture(scope="module")
+def progressive(synth):
+    """A progressive siren supernet file (format 1.4): its length field too is guarded."""
+    return core.encode(synth(3, 12, 10, seed=4), model="siren", supernet=(2, 8), subnet="all", effort=1)
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA", "meta", "progressive"])
+def test_every_single_bit_change_is_refused_by_decode_with_a_clear_error(encoded_modes, with_metadata, progressive,
+                                                                         mode):
+    data = {"meta": with_metadata, "progressive": progressive}.get(mode) or encoded_modes[mode][1]
     unclear = []
     for i, changed in _flips(data):
         with pytest.raises(AniFormatError) as info:
