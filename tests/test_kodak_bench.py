@@ -203,3 +203,12 @@ def test_cli_summary_only_and_errors(tmp_path, capsys):
     with pytest.raises(ValueError, match="unknown preset"):
         C.preset_options("nope")
     assert path.exists()
+
+
+def test_targets_say_when_ani_and_avif_come_from_different_runs(tmp_path):
+    path = _synthetic(tmp_path)
+    assert "different runs" not in "\n".join(report.targets(report.load(path)[0]))
+    with open(path, newline="") as fh:
+        rows = [dict(r, run="r2") if r["codec"].startswith("ani_") else r for r in csv.DictReader(fh)]
+    _write(path, rows)
+    assert "(target <= 10x, timed in different runs)" in "\n".join(report.targets(report.load(path)[0]))
