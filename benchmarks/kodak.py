@@ -97,7 +97,7 @@ def load_image(path: Path) -> np.ndarray:
 
 def read_rows(csv_path: Path) -> list[dict]:
     """The complete rows of the CSV (none if it does not exist)."""
-    if not csv_path.exists():
+    if not csv_path.exists() or csv_path.stat().st_size == 0:
         return []
     with open(csv_path, newline="") as fh:
         reader = csv.DictReader(fh)
@@ -183,38 +183,57 @@ def run(images: Sequence[str], codecs: Sequence[C.Codec], out: Path, image_dir: 
     """Measure every missing row; return the number of rows added."""
     csv_path = out.with_suffix(".csv")
     csv_path.parent.mkdir(parents=True, exist_ok=True)
-    if repair_tail(csv_path):
-        say(f"{csv_path}: removed a partly written last line")
-    done = {tuple(r[k] for k in KEY) for r in read_rows(csv_path)}
-    run_id = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    todo = [(n, c, s) for n in images for c in codecs for s in c.settings
-            if (c.name, s, n, c.options) not in done]
-    say(f"{len(todo)} rows to measure ({len(images)} images, {len(codecs)} codecs); "
-        f"{len(done)} rows already in {csv_path}")
-    if not todo:
-        return 0
-    info = machine()
-    info.update(argv=list(argv), threads=threads, repeats=repeats, ani_encode_repeats=ani_encode_repeats)
-    _record_run(out.with_suffix(".runs.json"), run_id, info)
-    new_file = not csv_path.exists() or csv_path.stat().st_size == 0
-    added = 0
     with open(csv_path, "a", newline="") as fh:
-        writer = csv.DictWriter(fh, FIELDS)
-        if new_file:
-            writer.writeheader()
-            fh.flush()
-        current, image = None, None
-        for name, codec, label in todo:
-            if name != current:
-                current, image = name, load_image(image_dir / f"{name}.png")
-            reps = ani_encode_repeats if codec.name.startswith("ani_") else repeats
-            row = measure_row(codec, label, name, image, repeats, reps, run_id)
-            writer.writerow(row)
-            fh.flush()
-            added += 1
-            say(f"[{added}/{len(todo)}] {name} {codec.name} {label}: {float(row['bpp']):.3f} bpp "
-                f"{float(row['psnr']):.2f} dB, encode {float(row['encode_s']):.3g} s, "
-                f"decode {float(row['decode_s']):.3g} s")
+        _lock(fh, csv_path)
+        if repair_tail(csv_path):
+            say(f"{csv_path}: removed a partly written last line")
+        done = {tuple(r[k] for k in KEY) for r in read_rows(csv_path)}
+        run_id = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        todo = [(n, c, s) for n in images for c in codecs for s in c.settings
+                if (c.name, s, n, c.options) not in done]
+        say(f"{len(todo)} rows to measure ({len(images)} images, {len(codecs)} codecs); "
+            f"{len(done)} rows already in {csv_path}")
+        if not todo:
+            return 0
+        info = machine()
+        info.update(argv=list(argv), threads=threads, repeats=repeats, ani_encode_repeats=ani_encode_repeats)
+        _record_run(out.with_suffix(".runs.json"), run_id, info)
+        return _measure_all(fh, csv_path.stat().st_size == 0, todo, image_dir, repeats, ani_encode_repeats,
+                            run_id, say)
+
+
+def _lock(fh, csv_path: Path) -> None:
+    """One run at a time per CSV (two would measure the same rows, each slowing the other)."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        return
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        raise SystemExit(f"another run is writing to {csv_path}: wait for it to end or give another --out") from None
+
+
+def _measure_all(fh, new_file: bool, todo, image_dir: Path, repeats: int, ani_encode_repeats: int, run_id: str,
+                 say) -> int:
+    """Measure the ``todo`` rows, appending each to ``fh`` as soon as it is done."""
+    writer = csv.DictWriter(fh, FIELDS)
+    if new_file:
+        writer.writeheader()
+        fh.flush()
+    added = 0
+    current, image = None, None
+    for name, codec, label in todo:
+        if name != current:
+            current, image = name, load_image(image_dir / f"{name}.png")
+        reps = ani_encode_repeats if codec.name.startswith("ani_") else repeats
+        row = measure_row(codec, label, name, image, repeats, reps, run_id)
+        writer.writerow(row)
+        fh.flush()
+        added += 1
+        say(f"[{added}/{len(todo)}] {name} {codec.name} {label}: {float(row['bpp']):.3f} bpp "
+            f"{float(row['psnr']):.2f} dB, encode {float(row['encode_s']):.3g} s, "
+            f"decode {float(row['decode_s']):.3g} s")
     return added
 
 

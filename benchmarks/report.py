@@ -175,7 +175,8 @@ def summary(csv_path: Path, plot_name: str | None = None) -> str:
         f"Images: {len(all_images)} complete for at least one codec. Images per codec below ([n]).",
     ]
     if superseded:
-        lines += ["", f"Note: {superseded} rows were measured again with other options; the later ones count."]
+        lines += ["", f"Note: {superseded} rows were measured more than once (by a later run, or again after "
+                  "their options changed); the later ones count."]
     if plot_name:
         lines += ["", f"![RD curves]({plot_name})"]
 

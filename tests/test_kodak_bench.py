@@ -101,7 +101,7 @@ def test_incomplete_images_and_superseded_rows(tmp_path):
     assert superseded == 1 and runs == {"r1", "r2"}
     assert codecs["jpeg"].points["img1"]["q=0"]["psnr"] == 99.0
     assert report.pair(codecs["webp"], codecs["ani_x"], "cubic")[1] == 1
-    assert "1 rows were measured again" in report.summary(path)
+    assert "1 rows were measured more than once" in report.summary(path)
 
 
 def test_plot_is_written(tmp_path):
@@ -212,3 +212,15 @@ def test_targets_say_when_ani_and_avif_come_from_different_runs(tmp_path):
         rows = [dict(r, run="r2") if r["codec"].startswith("ani_") else r for r in csv.DictReader(fh)]
     _write(path, rows)
     assert "(target <= 10x, timed in different runs)" in "\n".join(report.targets(report.load(path)[0]))
+
+
+def test_one_run_at_a_time_per_csv(tmp_path):
+    fcntl = pytest.importorskip("fcntl")
+    images = _tiny_images(tmp_path)
+    out = tmp_path / "k"
+    codecs = kodak.select_codecs(["jpeg"], [], [], threads=1)
+    with open(out.with_suffix(".csv"), "a") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        with pytest.raises(SystemExit, match="another run is writing"):
+            kodak.run(["tiny01"], codecs, out, images, 1, 1, 1, [], say=lambda s: None)
+    assert kodak.run(["tiny01"], codecs, out, images, 1, 1, 1, [], say=lambda s: None) == 19
