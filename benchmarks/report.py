@@ -289,6 +289,8 @@ def plot_rd(csv_path: Path, png_path: Path) -> None:
 
     codecs, _, _ = load(csv_path)
     fig, axes = plt.subplots(1, 2, figsize=(13, 5.5))
+    max_bpp = 1.6
+    shown: list[list[float]] = [[], []]  # y values inside the x range, per panel
     for name in _order(codecs):
         cd = codecs[name]
         imgs = cd.complete()
@@ -297,14 +299,17 @@ def plot_rd(csv_path: Path, png_path: Path) -> None:
         ani = name.startswith("ani_")
         style = dict(lw=2.4, marker="o", ms=6) if ani else dict(lw=1.2, marker=".", ms=4)
         label = f"{name} [{len(imgs)}]"
-        for ax, metric in zip(axes, ("psnr", "ms_ssim")):
+        for k, (ax, metric) in enumerate(zip(axes, ("psnr", "ms_ssim"))):
             pts = sorted(cd.mean_curve(imgs, metric))
             if metric == "ms_ssim":
                 pts = [(b, -10 * math.log10(max(1e-12, 1 - m))) for b, m in pts if math.isfinite(m)]
             if pts:
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], label=label, **style)
-    for ax, ylabel in zip(axes, ("RGB PSNR (dB)", "MS-SSIM (dB, -10 log10(1 - MS-SSIM))")):
-        ax.set_xlim(0, 1.6)
+                shown[k] += [y for b, y in pts if b <= max_bpp and math.isfinite(y)]
+    for ax, ys, ylabel in zip(axes, shown, ("RGB PSNR (dB)", "MS-SSIM (dB, -10 log10(1 - MS-SSIM))")):
+        ax.set_xlim(0, max_bpp)
+        if ys:
+            ax.set_ylim(min(ys) - 0.5, max(ys) + 1.0)
         ax.set_xlabel("bits per pixel (whole file)")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
