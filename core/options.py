@@ -14,8 +14,6 @@ from .errors import AniOptionError
 #: Model families known to the core. Further families register through the
 #: plugin hooks (:mod:`core.hooks`); validation asks the plugin manager.
 BUILTIN_MODELS = ("grid",)
-#: Rounding methods for latents during fitting (SGA+ family is issue #5).
-BUILTIN_ROUNDINGS = ("noise", "softround", "ste")
 DEVICES = ("auto", "cpu", "cuda")
 NAMED_SUBNETS = ("full",)
 
@@ -27,9 +25,19 @@ DEFAULT_SUBNET = "full"
 DEFAULT_EFFORT = 5
 DEFAULT_DEVICE = "auto"
 DEFAULT_SEED = 0
+#: ``a`` of the SGA+ sigmoid scaled logit (``ssl``, ``ssl3``); the paper's best value
+DEFAULT_SSL_A = 2.3
+#: cap of the SGA temperature, ``tau(t) = min(exp(-c t), tau_max)`` (Yang et al. 2020)
+DEFAULT_TAU_MAX = 1.0
+#: ``c`` of the SGA temperature with ``t`` the fraction 0..1 of the fit done: the
+#: papers' ``c = 0.001`` per iteration over 2,000 iterations
+DEFAULT_TAU_DECAY = 2.0
 
 MIN_BITS, MAX_BITS = 2, 8
 MIN_EFFORT, MAX_EFFORT = 1, 9
+MIN_SSL_A, MAX_SSL_A = 0.01, 100.0
+MIN_TAU_MAX, MAX_TAU_MAX = 0.01, 1.0
+MIN_TAU_DECAY, MAX_TAU_DECAY = 0.0, 100.0
 
 
 def _fail(name: str, allowed: str, given: Any) -> AniOptionError:
@@ -55,6 +63,13 @@ def _int_in(name: str, value: Any, lo: int, hi: int) -> int:
     return result
 
 
+def _real_in(name: str, value: Any, lo: float, hi: float) -> float:
+    """A real number in ``lo..hi`` (ints, floats, numpy scalars; not NaN)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not lo <= float(value) <= hi:
+        raise _fail(name, f"a number {lo:g}..{hi:g}", value)
+    return float(value)
+
+
 @dataclass(frozen=True)
 class EncodeOptions:
     """Options of :func:`core.encode`.
@@ -68,11 +83,15 @@ class EncodeOptions:
         quality: 0..100, the rate-distortion trade-off; higher gives larger
             files and higher PSNR, as in JPEG/WebP. Sets lambda of
             ``loss = MSE + lambda * bpp``.
-        rounding: how latents are rounded during fitting: ``softround``
-            (default; soft rounding plus uniform noise, annealed, then
-            straight-through rounding at the end), ``noise`` (additive uniform
-            noise, then straight-through rounding) or ``ste``
-            (straight-through rounding throughout); plugins may add more.
+        rounding: how latents are rounded during fitting (the file always
+            stores ``round(latent)``): ``ste`` (straight-through rounding
+            throughout), ``noise`` (additive uniform noise, then
+            straight-through), ``softround`` (soft rounding plus noise,
+            annealed, then straight-through), ``sga`` (Stochastic Gumbel
+            Annealing with atanh logits), the SGA+ logits ``linear``,
+            ``cosine`` and ``ssl`` (sigmoid scaled logit, with ``ssl_a``), and
+            their three-class forms ``linear3``, ``cosine3``, ``ssl3``
+            (:mod:`core.rounding`, :mod:`core.sga`); plugins may add more.
         subnet: which sub-network to store; ``full`` (the only one a grid
             image has; the siren/mfn families will add ``(depth, width)``).
         effort: 1..9, compute budget of the fit (number of optimisation steps),
@@ -80,6 +99,13 @@ class EncodeOptions:
         device: ``auto`` (CUDA when present, else CPU), ``cpu`` or ``cuda``.
         seed: seed of every random draw of the fit; same input, options and
             seed give identical bytes on the same device type.
+        ssl_a: 0.01..100, ``a`` of the ``ssl`` and ``ssl3`` rounding:
+            ``p(floor) = sigmoid(-a logit(v - floor v))``; 1 is ``linear``,
+            larger is closer to hard rounding.
+        tau_max: 0.01..1, cap of the temperature of the SGA methods,
+            ``tau(t) = min(exp(-tau_decay * t), tau_max)`` with ``t`` the
+            fraction 0..1 of the fit done.
+        tau_decay: 0..100, ``c`` of that schedule (0 keeps ``tau_max``).
     """
 
     model: str = DEFAULT_MODEL
@@ -90,6 +116,9 @@ class EncodeOptions:
     effort: int = DEFAULT_EFFORT
     device: str = DEFAULT_DEVICE
     seed: int = DEFAULT_SEED
+    ssl_a: float = DEFAULT_SSL_A
+    tau_max: float = DEFAULT_TAU_MAX
+    tau_decay: float = DEFAULT_TAU_DECAY
 
     def __post_init__(self) -> None:
         from .hooks import known_models, known_roundings
@@ -111,6 +140,9 @@ class EncodeOptions:
         if self.device not in DEVICES:
             raise _fail("device", "one of " + ", ".join(DEVICES), self.device)
         object.__setattr__(self, "seed", _int_in("seed", self.seed, 0, 2**63 - 1))
+        object.__setattr__(self, "ssl_a", _real_in("ssl_a", self.ssl_a, MIN_SSL_A, MAX_SSL_A))
+        object.__setattr__(self, "tau_max", _real_in("tau_max", self.tau_max, MIN_TAU_MAX, MAX_TAU_MAX))
+        object.__setattr__(self, "tau_decay", _real_in("tau_decay", self.tau_decay, MIN_TAU_DECAY, MAX_TAU_DECAY))
 
     @classmethod
     def from_kwargs(cls, options: Mapping[str, Any] | None = None, **kwargs: Any) -> "EncodeOptions":
