@@ -166,7 +166,8 @@ def test_improps_and_immeta(ani_file):
 
 
 def test_bytes_in_and_out_and_every_option_reaches_the_encoder():
-    options = dict(model="grid", bits=3, quality=40, rounding="ste", subnet="full", effort=1, device="cpu", seed=5)
+    options = dict(model="grid", bits=3, quality=40, rounding="ssl", subnet="full", effort=1, device="cpu", seed=5,
+                   ssl_a=1.7, tau_max=0.6, tau_decay=3.0)
     assert set(options) == {f.name for f in dataclasses.fields(core.EncodeOptions)}
     img = small(4)
     encoded = iio.imwrite("<bytes>", img, extension=".ani", **options)
@@ -191,6 +192,8 @@ def test_unknown_option_raises_and_writes_nothing(tmp_path):
         iio.imwrite(path, small(), bitz=4)
     with pytest.raises(core.AniOptionError, match="bits"):
         iio.imwrite(path, small(), bits=12)
+    with pytest.raises(core.AniOptionError, match="tau_max"):
+        iio.imwrite(path, small(), rounding="sga", tau_max=0)
     assert not path.exists()
 
 
