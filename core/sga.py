@@ -47,6 +47,7 @@ from typing import Callable
 
 import torch
 
+from .options import DEFAULT_SSL_A
 from .rounding import RoundingStep
 
 #: distances are kept this far inside 0..1 where a logit function is singular
@@ -107,7 +108,7 @@ def logits(y: torch.Tensor, log_f: LogF, classes: int, a: float) -> tuple[torch.
     return c, torch.where(inside, lf, torch.full_like(lf, -math.inf))
 
 
-def probabilities(y: torch.Tensor, log_f: LogF, classes: int, tau: float, a: float = 2.3):
+def probabilities(y: torch.Tensor, log_f: LogF, classes: int, tau: float, a: float = DEFAULT_SSL_A):
     """Candidates ``c`` and their probabilities ``softmax(l / tau)``."""
     c, lg = logits(y, log_f, classes, a)
     return c, torch.softmax(lg / tau, dim=-1)
@@ -118,7 +119,7 @@ def gumbel(shape, like: torch.Tensor, generator: torch.Generator | None) -> torc
     return -torch.log(-torch.log(u.clamp(1e-20, 1 - 1e-7)))
 
 
-def relaxed_round(y: torch.Tensor, log_f: LogF, classes: int, tau: float, a: float = 2.3,
+def relaxed_round(y: torch.Tensor, log_f: LogF, classes: int, tau: float, a: float = DEFAULT_SSL_A,
                   generator: torch.Generator | None = None) -> torch.Tensor:
     """One Gumbel-softmax sample ``sum_k w_k c_k``, ``w = softmax((l / tau + g) / tau)``.
 
@@ -139,7 +140,7 @@ def relaxed_round(y: torch.Tensor, log_f: LogF, classes: int, tau: float, a: flo
     return (w * c).sum(dim=-1)
 
 
-def relaxed_weights(y: torch.Tensor, log_f: LogF, classes: int, tau: float, a: float = 2.3,
+def relaxed_weights(y: torch.Tensor, log_f: LogF, classes: int, tau: float, a: float = DEFAULT_SSL_A,
                     generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Candidates and one Gumbel-softmax draw of their weights ``w``."""
     c, lg = logits(y, log_f, classes, a)
