@@ -20,7 +20,8 @@ NAMED_SUBNETS = ("full",)
 DEFAULT_MODEL = "grid"
 DEFAULT_BITS = 4
 DEFAULT_QUALITY = 75
-DEFAULT_ROUNDING = "softround"
+#: measured best of the built-in methods (benchmarks/results/rounding.md)
+DEFAULT_ROUNDING = "linear"
 DEFAULT_SUBNET = "full"
 DEFAULT_EFFORT = 5
 DEFAULT_DEVICE = "auto"
@@ -88,7 +89,8 @@ class EncodeOptions:
             throughout), ``noise`` (additive uniform noise, then
             straight-through), ``softround`` (soft rounding plus noise,
             annealed, then straight-through), ``sga`` (Stochastic Gumbel
-            Annealing with atanh logits), the SGA+ logits ``linear``,
+            Annealing with atanh logits), the SGA+ logits ``linear`` (the
+            default: the best in ``benchmarks/results/rounding.md``),
             ``cosine`` and ``ssl`` (sigmoid scaled logit, with ``ssl_a``), and
             their three-class forms ``linear3``, ``cosine3``, ``ssl3``
             (:mod:`core.rounding`, :mod:`core.sga`); plugins may add more.

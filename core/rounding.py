@@ -30,7 +30,10 @@ class RoundingStep:
     Attributes:
         step: the iteration index ``t`` of the fit, 0-based.
         steps: the number of steps of the fit.
-        tau: the temperature at this step, :func:`temperature` of ``step / steps``.
+        tau: the temperature for these latents at this step: :func:`temperature`
+            of ``step / steps``, or, for latents that join the fit later (the
+            grid's finest level after its half-resolution phase), of the
+            fraction of their own steps done.
         options: the :class:`core.EncodeOptions` of the encode (``ssl_a`` etc.).
         generator: the fit's seeded random generator (on the latents' device).
     """

@@ -275,3 +275,25 @@ def test_hard_trace_reports_the_loss_of_the_stored_latents(tiny):
     rendered = 10 * math.log10(1 / mse)
     assert rendered == pytest.approx(fitted.stats["psnr"], abs=0.3)
     assert bits == pytest.approx(fitted.stats["estimated_latent_bits"], rel=1e-4)
+
+
+def test_level_0_temperature_restarts_when_it_joins_after_the_coarse_phase(monkeypatch, synth):
+    from core.grid import fit
+
+    calls = []
+
+    def recorder(y, step):
+        calls.append((tuple(y.shape), step.step, step.tau))
+        return ste(y, step)
+
+    monkeypatch.setattr(fit, "COARSE_MIN_PIXELS", 32 * 32)  # a coarse phase for a tiny image
+    monkeypatch.setattr(fit, "resolve", lambda path: recorder)
+    image = synth(3, w=48, h=48, seed=8)
+    fit.fit_grid(image, core.EncodeOptions(effort=1, quality=20, tau_max=0.8, tau_decay=3, device="cpu"))
+    level0 = [(s, t) for shape, s, t in calls if shape == (48, 48)]
+    coarser = {s: t for shape, s, t in calls if shape != (48, 48)}
+    start = level0[0][0]
+    assert start > 10  # level 0 is first rounded after the coarse phase
+    # it starts hot while the coarser levels, rounded from step 0, have cooled
+    assert level0[0][1] == 0.8 and coarser[0] == 0.8 and coarser[start] < 0.2
+    assert all(b <= a for (_, a), (_, b) in zip(level0, level0[1:]))

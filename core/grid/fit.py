@@ -6,9 +6,11 @@ Phases, indexed by the fraction ``p`` of the step budget:
   * for images of ``COARSE_MIN_PIXELS`` or more, the first
     :func:`coarse_fraction` of the steps fit levels >= 1 to the image
     downsampled to level 1's grid (each step costs about a quarter);
-  * latents pass through the chosen rounding method (``options.rounding``,
-    :mod:`core.rounding`, :mod:`core.sga`), which sees the step index and
-    the temperature ``tau`` of :func:`core.rounding.temperature`;
+  * latents start near 0 (``LATENT_INIT``) and pass through the chosen
+    rounding method (``options.rounding``, :mod:`core.rounding`,
+    :mod:`core.sga`), which sees the step index and the temperature ``tau``
+    of :func:`core.rounding.temperature` (for level 0 after a coarse phase,
+    restarted when it joins);
   * from ``QAT_START`` the synthesis weights are LSQ-quantized at ``bits``;
   * from ``FREEZE`` the latents are hard-rounded and frozen, only the
     networks adapt to them.
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -115,9 +117,10 @@ def fit_grid(image: np.ndarray, opts: EncodeOptions, progress=None, trace=None, 
     For studies: ``trace(step, mse, bits)`` receives the loss terms of every
     step as trained (relaxed latents; in the coarse phase, at half
     resolution); ``hard_trace(step, mse, bits)`` receives them every
-    ``hard_every`` steps and after the last one with the latents hard-rounded
-    and clamped and the context model quantized as they would be stored, on the full image (the "true" loss of
-    the SGA+ paper's convergence plots; one extra forward pass each).
+    ``hard_every`` steps and after the last one, with the latents hard-rounded
+    and clamped and the context model quantized as they would be stored, on
+    the full image (the "true" loss of the SGA+ paper's convergence plots; one
+    extra forward pass each).
     """
     t0 = time.perf_counter()
     device = torch.device(opts.resolved_device())
@@ -193,6 +196,11 @@ def fit_grid(image: np.ndarray, opts: EncodeOptions, progress=None, trace=None, 
             yq = frozen
         elif coarse:
             yq = [zeros_coarse] + [round_fn(y, rstep) for y in latents[1:]]
+        elif coarse_steps:
+            # level 0 joins after the coarse phase: its temperature restarts there
+            p0 = (step - coarse_steps) / (steps - coarse_steps)
+            step0 = replace(rstep, tau=temperature(p0, opts.tau_decay, opts.tau_max))
+            yq = [round_fn(latents[0], step0)] + [round_fn(y, rstep) for y in latents[1:]]
         else:
             yq = [round_fn(y, rstep) for y in latents]
         qlayers = [(qw(w), qb(b)) for (w, b), (qw, qb) in zip(layers, quant)]
