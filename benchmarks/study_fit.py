@@ -2,11 +2,13 @@
 
     python benchmarks/study_fit.py kodim23 --quality 55 --set LR_NETS=0.003
     python benchmarks/study_fit.py kodim23 --crop 256 --lam 0 --steps 800 --set COARSE_END=0
+    python benchmarks/study_fit.py kodim23 --quality 35 --option rounding=softround
 
 Prints PSNR, whole-file bpp, fit time (wall and process CPU: the CPU time is
 the figure to compare when other processes share the machine) and steps. ``--set NAME=VALUE`` sets a
 module constant of ``core.grid.fit`` (JSON values); ``--lam`` replaces the
-quality->lambda map; ``--steps`` replaces the effort's step count.
+quality->lambda map; ``--steps`` replaces the effort's step count; ``--option
+NAME=VALUE`` sets an encode option.
 """
 from __future__ import annotations
 
@@ -31,6 +33,8 @@ def main(argv=None) -> None:
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                    help="an encode option, e.g. rounding=ssl or tau_max=0.5 (JSON values, else a string)")
     args = ap.parse_args(argv)
 
     import torch
@@ -56,12 +60,19 @@ def main(argv=None) -> None:
         s = args.crop
         img = np.ascontiguousarray(img[(h - s) // 2 : (h + s) // 2, (w - s) // 2 : (w + s) // 2])
     t0, c0 = time.perf_counter(), time.process_time()
-    fitted = F.fit_grid(img, EncodeOptions(quality=args.quality, effort=args.effort))
+    options = {}
+    for item in args.option:
+        name, _, value = item.partition("=")
+        try:
+            options[name] = json.loads(value)
+        except json.JSONDecodeError:
+            options[name] = value
+    fitted = F.fit_grid(img, EncodeOptions(quality=args.quality, effort=args.effort, **options))
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     # container overhead: preamble + header + CRC (40 bytes) and 12 bytes per section incl. END
     size = 40 + sum(len(d) + 12 for _, d in fitted.sections) + 12
     bpp = size * 8 / (img.shape[0] * img.shape[1])
-    print(f"{args.image} q={args.quality:g} {' '.join(args.set)}: psnr {fitted.stats['psnr']:.2f} dB, "
+    print(f"{args.image} q={args.quality:g} {' '.join(args.set + args.option)}: psnr {fitted.stats['psnr']:.2f} dB, "
           f"bpp {bpp:.4f}, fit {seconds:.1f} s (CPU {cpu:.1f} s), steps {fitted.stats['steps']}")
 
 

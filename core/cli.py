@@ -118,6 +118,13 @@ def _add_encode_options(p: argparse.ArgumentParser) -> None:
                    help=f"compute budget of the fit, {_opt.MIN_EFFORT} fastest..{_opt.MAX_EFFORT} (default {_opt.DEFAULT_EFFORT})")
     g.add_argument("--device", help=f"auto, cpu or cuda (default {_opt.DEFAULT_DEVICE})")
     g.add_argument("--seed", metavar="S", help=f"random seed of the fit (default {_opt.DEFAULT_SEED})")
+    g.add_argument("--ssl-a", dest="ssl_a", metavar="A",
+                   help=f"a of the ssl/ssl3 rounding, {_opt.MIN_SSL_A:g}..{_opt.MAX_SSL_A:g} (default {_opt.DEFAULT_SSL_A:g})")
+    g.add_argument("--tau-max", dest="tau_max", metavar="T",
+                   help=f"cap of the SGA temperature, {_opt.MIN_TAU_MAX:g}..{_opt.MAX_TAU_MAX:g} (default {_opt.DEFAULT_TAU_MAX:g})")
+    g.add_argument("--tau-decay", dest="tau_decay", metavar="C",
+                   help=f"c of the SGA temperature min(exp(-c t), tau_max), t = fraction of the fit, "
+                        f"{_opt.MIN_TAU_DECAY:g}..{_opt.MAX_TAU_DECAY:g} (default {_opt.DEFAULT_TAU_DECAY:g})")
 
 
 def _encode_kwargs(args: argparse.Namespace) -> dict[str, Any]:
@@ -127,12 +134,17 @@ def _encode_kwargs(args: argparse.Namespace) -> dict[str, Any]:
             kw[name] = getattr(args, name)
     if getattr(args, "supernet", None) is not None:
         kw["supernet"] = _subnet(args.supernet)
-    for name in ("bits", "quality", "effort", "seed", "first_bits", "last_bits"):
+    for name in ("bits", "quality", "effort", "seed", "first_bits", "last_bits", "ssl_a", "tau_max", "tau_decay"):
         if getattr(args, name) is not None:
             kw[name] = _scalar(getattr(args, name))
     if getattr(args, "subnet", None) is not None:
         kw["subnet"] = _subnet(args.subnet)
     return kw
+
+
+#: argparse destinations of the encode-only options (``--subnet`` also selects what ``--to png`` renders)
+ENCODE_OPTION_DESTS = ("model", "bits", "quality", "rounding", "effort", "device", "seed",
+                       "ssl_a", "tau_max", "tau_decay", "supernet", "elastic", "filter", "first_bits", "last_bits")
 
 
 def _encode_options(args: argparse.Namespace) -> _opt.EncodeOptions:
@@ -411,9 +423,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     from .convert import convert, cpu_count
 
     opts = _encode_options(args) if args.to == "ani" else None
-    if args.to == "png" and any(getattr(args, n) is not None for n in ("model", "bits", "quality", "rounding",
-                                                                         "effort", "device", "seed", "supernet",
-                                                                         "elastic", "filter", "first_bits", "last_bits")):
+    if args.to == "png" and any(getattr(args, n) is not None for n in ENCODE_OPTION_DESTS):
         raise _UsageError("encode options (--bits, --quality, ...) apply to --to ani only")
     if args.shared_fs and not args.scheduler:
         raise _UsageError("--shared-fs applies with --scheduler only")

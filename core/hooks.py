@@ -25,6 +25,8 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 #: Set to "0" to skip entry-point plugins (tests use it to isolate the core).
 AUTOLOAD_ENV = "ANI_PLUGIN_AUTOLOAD"
+#: The module holding the built-in family and rounding methods (registered like any plugin).
+BUILTIN_PLUGIN = "core.builtin_plugin"
 
 
 class AniSpec:
@@ -50,25 +52,13 @@ class AniSpec:
     def ani_rounding_methods(self) -> dict[str, str]:
         """Return ``{name: "mod:attr"}`` of rounding methods for latents.
 
-        The attribute is a callable ``(latents, progress, generator) -> tensor``
-        where ``progress`` is the fraction 0..1 of the fit done.
+        The attribute is a callable ``method(latents, step) -> tensor`` where
+        ``step`` is a :class:`core.rounding.RoundingStep` (iteration index,
+        step count, temperature ``tau``, the encode options, the seeded
+        generator). It returns what the synthesis and the rate model see at
+        that step; the file always stores ``round(latent)``. Names already
+        registered (the built-ins first) are not replaced.
         """
-
-
-class _Builtins:
-    @hookimpl
-    def ani_model_families(self):
-        inr = {"decode": "core.inr.decode:decode_inr", "describe": "core.inr.decode:describe",
-               "extract": "core.inr.decode:extract"}
-        return {
-            "grid": {"code": 0, "fit": "core.grid.fit:fit_grid", "decode": "core.grid.decode:decode_grid"},
-            "siren": {"code": 1, "fit": "core.siren:fit", **inr},
-            "mfn": {"code": 2, "fit": "core.mfn:fit", **inr},
-        }
-
-    @hookimpl
-    def ani_rounding_methods(self):
-        return {"noise": "core.rounding:noise_then_ste", "ste": "core.rounding:ste", "softround": "core.rounding:softround_noise"}
 
 
 def make_plugin_manager(load_entrypoints: bool | None = None) -> pluggy.PluginManager:
@@ -76,7 +66,7 @@ def make_plugin_manager(load_entrypoints: bool | None = None) -> pluggy.PluginMa
     ``ani`` entry points of installed packages."""
     pm = pluggy.PluginManager(PROJECT)
     pm.add_hookspecs(AniSpec)
-    pm.register(_Builtins(), name="ani-builtins")
+    pm.register(importlib.import_module(BUILTIN_PLUGIN), name="ani-builtins")
     if load_entrypoints is None:
         load_entrypoints = os.environ.get(AUTOLOAD_ENV, "1") != "0"
     if load_entrypoints:

@@ -14,8 +14,6 @@ from .errors import AniOptionError
 #: Model families known to the core. Further families register through the
 #: plugin hooks (:mod:`core.hooks`); validation asks the plugin manager.
 BUILTIN_MODELS = ("grid", "mfn", "siren")
-#: Rounding methods for latents during fitting (SGA+ family is issue #5).
-BUILTIN_ROUNDINGS = ("noise", "softround", "ste")
 DEVICES = ("auto", "cpu", "cuda")
 NAMED_SUBNETS = ("full",)
 #: Families that are coordinate MLPs trained as Once-for-All supernets
@@ -31,7 +29,8 @@ FILTERS = ("fourier", "gabor")
 DEFAULT_MODEL = "grid"
 DEFAULT_BITS = 4
 DEFAULT_QUALITY = 75
-DEFAULT_ROUNDING = "softround"
+#: measured best of the built-in methods (benchmarks/results/rounding.md)
+DEFAULT_ROUNDING = "linear"
 DEFAULT_SUBNET = "full"
 DEFAULT_EFFORT = 5
 DEFAULT_DEVICE = "auto"
@@ -46,9 +45,19 @@ DEFAULT_FIRST_BITS = 8
 DEFAULT_LAST_BITS = 8
 MAX_LAYER_BITS = 12
 MAX_SUPERNET_DEPTH, MAX_SUPERNET_WIDTH = 8, 128
+#: ``a`` of the SGA+ sigmoid scaled logit (``ssl``, ``ssl3``); the paper's best value
+DEFAULT_SSL_A = 2.3
+#: cap of the SGA temperature, ``tau(t) = min(exp(-c t), tau_max)`` (Yang et al. 2020)
+DEFAULT_TAU_MAX = 1.0
+#: ``c`` of the SGA temperature with ``t`` the fraction 0..1 of the fit done: the
+#: papers' ``c = 0.001`` per iteration over 2,000 iterations
+DEFAULT_TAU_DECAY = 2.0
 
 MIN_BITS, MAX_BITS = 2, 8
 MIN_EFFORT, MAX_EFFORT = 1, 9
+MIN_SSL_A, MAX_SSL_A = 0.01, 100.0
+MIN_TAU_MAX, MAX_TAU_MAX = 0.01, 1.0
+MIN_TAU_DECAY, MAX_TAU_DECAY = 0.0, 100.0
 
 
 def _fail(name: str, allowed: str, given: Any) -> AniOptionError:
@@ -85,6 +94,13 @@ def _pair(name: str, value: Any, max_depth: int, max_width: int) -> tuple[int, i
         raise _fail(name, allowed, value) from None
 
 
+def _real_in(name: str, value: Any, lo: float, hi: float) -> float:
+    """A real number in ``lo..hi`` (ints, floats, numpy scalars; not NaN)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not lo <= float(value) <= hi:
+        raise _fail(name, f"a number {lo:g}..{hi:g}", value)
+    return float(value)
+
+
 @dataclass(frozen=True)
 class EncodeOptions:
     """Options of :func:`core.encode`.
@@ -98,11 +114,16 @@ class EncodeOptions:
         quality: 0..100, the rate-distortion trade-off; higher gives larger
             files and higher PSNR, as in JPEG/WebP. Sets lambda of
             ``loss = MSE + lambda * bpp``.
-        rounding: how latents are rounded during fitting: ``softround``
-            (default; soft rounding plus uniform noise, annealed, then
-            straight-through rounding at the end), ``noise`` (additive uniform
-            noise, then straight-through rounding) or ``ste``
-            (straight-through rounding throughout); plugins may add more.
+        rounding: how latents are rounded during fitting (the file always
+            stores ``round(latent)``): ``ste`` (straight-through rounding
+            throughout), ``noise`` (additive uniform noise, then
+            straight-through), ``softround`` (soft rounding plus noise,
+            annealed, then straight-through), ``sga`` (Stochastic Gumbel
+            Annealing with atanh logits), the SGA+ logits ``linear`` (the
+            default: the best in ``benchmarks/results/rounding.md``),
+            ``cosine`` and ``ssl`` (sigmoid scaled logit, with ``ssl_a``), and
+            their three-class forms ``linear3``, ``cosine3``, ``ssl3``
+            (:mod:`core.rounding`, :mod:`core.sga`); plugins may add more.
         subnet: which sub-network to store: ``full`` (the only one a grid
             image has; for siren/mfn the largest sub-network), ``all`` (siren/mfn:
             the whole supernet, smallest sub-network first, so any sub-network
@@ -125,6 +146,13 @@ class EncodeOptions:
             first layer (mfn: all filters) and of the output heads (default 8).
         ``None`` in the last five means "the family's default"; the
         ``resolved_*`` methods give the values used.
+        ssl_a: 0.01..100, ``a`` of the ``ssl`` and ``ssl3`` rounding:
+            ``p(floor) = sigmoid(-a logit(v - floor v))``; 1 is ``linear``,
+            larger is closer to hard rounding.
+        tau_max: 0.01..1, cap of the temperature of the SGA methods,
+            ``tau(t) = min(exp(-tau_decay * t), tau_max)`` with ``t`` the
+            fraction 0..1 of the fit done.
+        tau_decay: 0..100, ``c`` of that schedule (0 keeps ``tau_max``).
     """
 
     model: str = DEFAULT_MODEL
@@ -140,6 +168,9 @@ class EncodeOptions:
     filter: Any = None
     first_bits: Any = None
     last_bits: Any = None
+    ssl_a: float = DEFAULT_SSL_A
+    tau_max: float = DEFAULT_TAU_MAX
+    tau_decay: float = DEFAULT_TAU_DECAY
 
     def __post_init__(self) -> None:
         from .hooks import known_models, known_roundings
@@ -160,6 +191,9 @@ class EncodeOptions:
         if self.device not in DEVICES:
             raise _fail("device", "one of " + ", ".join(DEVICES), self.device)
         object.__setattr__(self, "seed", _int_in("seed", self.seed, 0, 2**63 - 1))
+        object.__setattr__(self, "ssl_a", _real_in("ssl_a", self.ssl_a, MIN_SSL_A, MAX_SSL_A))
+        object.__setattr__(self, "tau_max", _real_in("tau_max", self.tau_max, MIN_TAU_MAX, MAX_TAU_MAX))
+        object.__setattr__(self, "tau_decay", _real_in("tau_decay", self.tau_decay, MIN_TAU_DECAY, MAX_TAU_DECAY))
 
     def _check_inr_options(self) -> None:
         inr = self.model in INR_MODELS

@@ -121,7 +121,8 @@ class AniPlugin(PluginV3):
             progress: optional ``progress(step, total)`` callback of the fit.
             **options: the core encoder options (``bits``, ``quality``,
                 ``rounding``, ``subnet``, ``model``, ``effort``, ``device``,
-                ``seed``; see :class:`core.EncodeOptions`). Unknown names raise
+                ``seed``, ``ssl_a``, ``tau_max``, ``tau_decay``; see
+                :class:`core.EncodeOptions`). Unknown names raise
                 :class:`core.AniOptionError`.
 
         Returns:

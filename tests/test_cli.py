@@ -70,6 +70,21 @@ def encoded(tmp_path_factory):
 # --------------------------------------------------------------------------- round trip
 
 
+def test_rounding_and_temperature_flags_reach_the_fit(encoded, tmp_path):
+    flags = ["--effort", "1", "--rounding", "ssl", "--ssl-a", "1.5", "--tau-max", "0.9", "--tau-decay", "3", "-q"]
+    out = tmp_path / "flags.ani"
+    assert cli.main(["encode", str(encoded["src"]), str(out), *flags]) == 0
+    with Image.open(encoded["src"]) as im:
+        pixels = np.asarray(im.convert("RGB"))
+    same = core.encode(pixels, effort=1, rounding="ssl", ssl_a=1.5, tau_max=0.9, tau_decay=3)
+    other = core.encode(pixels, effort=1, rounding="ssl", ssl_a=1.5, tau_max=0.3, tau_decay=3)
+
+    def coded(data):  # the fitted sections (the CLI also stores the input's ICC profile and EXIF)
+        return {tag: body for tag, body in core.container.parse(data)[1].items() if tag in (b"MODL", b"LATS")}
+
+    assert coded(out.read_bytes()) == coded(same) != coded(other)
+
+
 def test_encode_writes_header_with_options(encoded):
     header = core.read_header(encoded["ani"])
     assert (header.width, header.height, header.mode) == (W, H, "RGB")
@@ -209,6 +224,10 @@ def test_read_image_keeps_xmp(tmp_path):
         (["encode", "{png}", "{out}", "--effort", "0"], 2, ["effort", "1..9"]),
         (["encode", "{png}", "{out}", "--device", "tpu"], 2, ["device", "tpu"]),
         (["encode", "{png}", "{out}", "--model", "nope"], 2, ["model", "nope"]),
+        (["encode", "{png}", "{out}", "--tau-max", "0"], 2, ["tau_max", "0.01..1"]),
+        (["encode", "{png}", "{out}", "--ssl-a", "x"], 2, ["ssl_a", "'x'"]),
+        (["encode", "{png}", "{out}", "--tau-decay", "-1"], 2, ["tau_decay", "0..100"]),
+        (["convert", "{ani}", "--to", "png", "--out", "{tmp}", "--tau-max", "0.3"], 2, ["--to ani"]),
         (["info", "{png}"], 1, ["not an .ani file"]),
         (["info", "{missing}"], 1, ["No such file"]),
         (["decode", "{png}", "{out2}"], 1, ["not an .ani file"]),

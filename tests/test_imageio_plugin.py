@@ -166,7 +166,8 @@ def test_improps_and_immeta(ani_file):
 
 
 def test_bytes_in_and_out_and_every_option_reaches_the_encoder():
-    options = dict(model="grid", bits=3, quality=40, rounding="ste", subnet="full", effort=1, device="cpu", seed=5)
+    options = dict(model="grid", bits=3, quality=40, rounding="ssl", subnet="full", effort=1, device="cpu", seed=5,
+                   ssl_a=1.7, tau_max=0.6, tau_decay=3.0)
     inr = dict(options, model="mfn", subnet=(2, 4), supernet=(2, 8), elastic="width", filter="gabor",
                first_bits=6, last_bits=5)
     assert set(inr) == {f.name for f in dataclasses.fields(core.EncodeOptions)}
@@ -196,6 +197,8 @@ def test_unknown_option_raises_and_writes_nothing(tmp_path):
         iio.imwrite(path, small(), bitz=4)
     with pytest.raises(core.AniOptionError, match="bits"):
         iio.imwrite(path, small(), bits=12)
+    with pytest.raises(core.AniOptionError, match="tau_max"):
+        iio.imwrite(path, small(), rounding="sga", tau_max=0)
     assert not path.exists()
 
 

@@ -39,6 +39,17 @@ INVALID = [
     ("seed", -1, ["0.."]),
     ("seed", 1.5, ["0.."]),
     ("seed", "abc", ["0.."]),
+    ("ssl_a", 0, ["0.01..100"]),
+    ("ssl_a", 101, ["0.01..100"]),
+    ("ssl_a", "2.3", ["0.01..100"]),
+    ("ssl_a", float("nan"), ["0.01..100"]),
+    ("ssl_a", True, ["0.01..100"]),
+    ("tau_max", 0.0, ["0.01..1"]),
+    ("tau_max", 1.5, ["0.01..1"]),
+    ("tau_max", [0.5], ["0.01..1"]),
+    ("tau_decay", -0.1, ["0..100"]),
+    ("tau_decay", float("inf"), ["0..100"]),
+    ("rounding", "SSL", ["ssl", "linear3"]),
 ]
 
 
@@ -92,6 +103,9 @@ def test_defaults_are_stated_once_in_options():
         opt_mod.DEFAULT_MODEL, opt_mod.DEFAULT_BITS, opt_mod.DEFAULT_QUALITY, opt_mod.DEFAULT_ROUNDING,
         opt_mod.DEFAULT_SUBNET, opt_mod.DEFAULT_EFFORT, opt_mod.DEFAULT_DEVICE, opt_mod.DEFAULT_SEED,
     )
+    assert (o.ssl_a, o.tau_max, o.tau_decay) == (
+        opt_mod.DEFAULT_SSL_A, opt_mod.DEFAULT_TAU_MAX, opt_mod.DEFAULT_TAU_DECAY)
+    assert o.ssl_a == 2.3  # the SGA+ paper's value
     assert (o.model, o.bits, o.device) == ("grid", 4, "auto")
 
 
@@ -107,7 +121,10 @@ def test_options_are_frozen_and_normalised():
 @pytest.mark.parametrize("name, value", [("bits", 2), ("bits", 8), ("quality", 0), ("quality", 100),
                                          ("quality", 37.5), ("effort", 1), ("effort", 9), ("seed", 0),
                                          ("seed", 2**40), ("rounding", "ste"), ("rounding", "noise"),
-                                         ("device", "cpu"), ("device", "cuda"), ("subnet", "full")])
+                                         ("device", "cpu"), ("device", "cuda"), ("subnet", "full"),
+                                         ("rounding", "sga"), ("rounding", "ssl3"), ("rounding", "softround"),
+                                         ("ssl_a", 0.01), ("ssl_a", 100), ("tau_max", 0.01), ("tau_max", 1),
+                                         ("tau_decay", 0), ("tau_decay", 100), ("ssl_a", np.float32(2.5))])
 def test_boundary_values_are_accepted(name, value):
     assert getattr(core.EncodeOptions(**{name: value}), name) == value
 
@@ -158,3 +175,9 @@ def test_oversized_array_is_refused_before_fitting():
 def test_unknown_metadata_key_is_refused():
     with pytest.raises(AniOptionError, match="gps"):
         core.encode(np.zeros((4, 4, 3), np.uint8), effort=1, metadata={"gps": b"x"})
+
+
+def test_real_options_are_stored_as_floats():
+    o = core.EncodeOptions(ssl_a=2, tau_max=np.float64(0.25), tau_decay=3)
+    assert (o.ssl_a, o.tau_max, o.tau_decay) == (2.0, 0.25, 3.0)
+    assert all(type(v) is float for v in (o.ssl_a, o.tau_max, o.tau_decay))

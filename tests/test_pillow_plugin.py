@@ -308,7 +308,8 @@ def test_another_format_with_the_ani_extension_opens_as_itself(tmp_path):
 
 def test_every_option_reaches_the_encoder():
     """The plugin's bytes equal core.encode's with the same options (fits are deterministic)."""
-    options = dict(model="grid", bits=3, quality=40, rounding="ste", subnet="full", effort=1, device="cpu", seed=7)
+    options = dict(model="grid", bits=3, quality=40, rounding="ssl", subnet="full", effort=1, device="cpu", seed=7,
+                   ssl_a=1.7, tau_max=0.6, tau_decay=3.0)
     inr = dict(options, model="siren", subnet="small", supernet=(2, 8), elastic="depth", first_bits=6, last_bits=5)
     assert set(inr) | {"filter"} == {f.name for f in dataclasses.fields(core.EncodeOptions)}
     src = small("RGB", (16, 12))
@@ -329,7 +330,7 @@ def test_every_option_reaches_the_encoder():
 
 @pytest.mark.parametrize("name, value", [
     ("model", "nope"), ("bits", 9), ("quality", 101), ("rounding", "bogus"), ("subnet", "huge"),
-    ("effort", 0), ("device", "tpu"), ("seed", -1),
+    ("effort", 0), ("device", "tpu"), ("seed", -1), ("ssl_a", 0), ("tau_max", 2), ("tau_decay", -1),
 ])
 def test_invalid_option_values_raise_and_leave_no_file(tmp_path, name, value):
     path = tmp_path / "bad.ani"

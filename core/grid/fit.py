@@ -6,9 +6,11 @@ Phases, indexed by the fraction ``p`` of the step budget:
   * for images of ``COARSE_MIN_PIXELS`` or more, the first
     :func:`coarse_fraction` of the steps fit levels >= 1 to the image
     downsampled to level 1's grid (each step costs about a quarter);
-  * latents pass through the chosen rounding method (by default soft
-    rounding plus noise, then straight-through rounding, see
-    :mod:`core.rounding`);
+  * latents start near 0 (``LATENT_INIT``) and pass through the chosen
+    rounding method (``options.rounding``, :mod:`core.rounding`,
+    :mod:`core.sga`), which sees the step index and the temperature ``tau``
+    of :func:`core.rounding.temperature` (for level 0 after a coarse phase,
+    restarted when it joins);
   * from ``QAT_START`` the synthesis weights are LSQ-quantized at ``bits``;
   * from ``FREEZE`` the latents are hard-rounded and frozen, only the
     networks adapt to them.
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -35,9 +37,16 @@ from .bitstream import TAG_LATENTS, TAG_MODEL, BIAS_BITS, GridModel, latent_rang
 from .context import CTX_FRAC, CTX_LIMIT, N_CTX_PARAMS, N_FEATURES, anchor_mask
 from .decode import render
 from ..lsq import LSQ
+from ..rounding import RoundingStep, temperature
 from .rate import latent_bits
 
 QAT_START = 0.4
+#: latents start uniform in (-LATENT_INIT / 2, LATENT_INIT / 2): all round to 0, but
+#: none sits on an integer, where the two-class SGA methods' relaxed sample has zero
+#: gradient below temperature 1 (from all-zero latents they never move). Wider starts
+#: cost ``ste`` bits (kodim05 256x256 crop, quality 40, effort 3: 0.84 bpp at 0.2 and
+#: at 0, 1.09 bpp at 1.0, all about 23.4 dB)
+LATENT_INIT = 0.2
 FREEZE = 0.95
 #: optimisation steps at effort 1..9 (768x512: about 0.1 s per step on 2 cores, see COARSE_END)
 EFFORT_STEPS = {1: 60, 2: 150, 3: 400, 4: 900, 5: 1800, 6: 2700, 7: 3600, 8: 5000, 9: 7000}
@@ -103,8 +112,18 @@ def _init_layers(arch: GridArch, gen: torch.Generator, device) -> list[tuple[tor
     return layers
 
 
-def fit_grid(image: np.ndarray, opts: EncodeOptions, progress=None, trace=None) -> Fitted:
-    """Fit, quantize and serialise; ``trace(step, mse, bits)`` receives the loss terms (for studies)."""
+def fit_grid(image: np.ndarray, opts: EncodeOptions, progress=None, trace=None, hard_trace=None,
+             hard_every: int = 25) -> Fitted:
+    """Fit, quantize and serialise.
+
+    For studies: ``trace(step, mse, bits)`` receives the loss terms of every
+    step as trained (relaxed latents; in the coarse phase, at half
+    resolution); ``hard_trace(step, mse, bits)`` receives them every
+    ``hard_every`` steps and after the last one, with the latents hard-rounded
+    and clamped and the context model quantized as they would be stored, on
+    the full image (the "true" loss of the SGA+ paper's convergence plots; one
+    extra forward pass each).
+    """
     t0 = time.perf_counter()
     device = torch.device(opts.resolved_device())
     height, width, channels = image.shape
@@ -117,9 +136,12 @@ def fit_grid(image: np.ndarray, opts: EncodeOptions, progress=None, trace=None) 
     round_fn = resolve(rounding_methods()[opts.rounding])
 
     target = torch.from_numpy(np.array(image)).to(device=device, dtype=torch.float32) / 255.0
-    latents = [torch.zeros(s, device=device, requires_grad=True) for s in arch.grid_shapes(height, width)]
     masks = [torch.from_numpy(anchor_mask(s)).to(device) for s in arch.grid_shapes(height, width)]
     layers = _init_layers(arch, gen, device)
+    latents = [
+        ((torch.rand(s, generator=gen) - 0.5) * LATENT_INIT).to(device).requires_grad_()
+        for s in arch.grid_shapes(height, width)
+    ]
     # the trainable context parameters are the real ones divided by a gain, so
     # that Adam's roughly constant step size suits both the mean weights (latent
     # units) and the scale terms (scale-index units, 0..63)
@@ -180,12 +202,18 @@ def fit_grid(image: np.ndarray, opts: EncodeOptions, progress=None, trace=None) 
             frozen = [torch.round(y.detach()).clamp(lo, hi) for y in latents]
             opt.param_groups[0]["params"] = []
         coarse = step < coarse_steps
+        rstep = RoundingStep(step, steps, temperature(p, opts.tau_decay, opts.tau_max), opts, dev_gen)
         if frozen is not None:
             yq = frozen
         elif coarse:
-            yq = [zeros_coarse] + [round_fn(y, p, dev_gen) for y in latents[1:]]
+            yq = [zeros_coarse] + [round_fn(y, rstep) for y in latents[1:]]
+        elif coarse_steps:
+            # level 0 joins after the coarse phase: its temperature restarts there
+            p0 = (step - coarse_steps) / (steps - coarse_steps)
+            step0 = replace(rstep, tau=temperature(p0, opts.tau_decay, opts.tau_max))
+            yq = [round_fn(latents[0], step0)] + [round_fn(y, rstep) for y in latents[1:]]
         else:
-            yq = [round_fn(y, p, dev_gen) for y in latents]
+            yq = [round_fn(y, rstep) for y in latents]
         qlayers = [(qw(w), qb(b)) for (w, b), (qw, qb) in zip(layers, quant)]
         if coarse and n_sub:
             idx = torch.randint(0, h1 * w1, (n_sub_c,), generator=dev_gen, device=device)
@@ -212,6 +240,8 @@ def fit_grid(image: np.ndarray, opts: EncodeOptions, progress=None, trace=None) 
                 y.clamp_(lo - 0.49, hi + 0.49)
         if trace is not None:
             trace(step, mse.item(), bits.item())
+        if hard_trace is not None and (step % hard_every == 0 or step == steps - 1):
+            hard_trace(step, *_hard_loss(latents, layers, quant, ctx_train * gain, masks, target, lo, hi))
         if progress is not None:
             progress(step + 1, steps)
 
@@ -237,6 +267,18 @@ def fit_grid(image: np.ndarray, opts: EncodeOptions, progress=None, trace=None) 
         n_params=arch.n_weights(),
         stats=stats,
     )
+
+
+@torch.no_grad()
+def _hard_loss(latents, layers, quant, ctx, masks, target, lo, hi) -> tuple[float, float]:
+    """MSE and latent bits with the latents and context model as they would be
+    stored (the weights as they are at this step: LSQ-quantized from ``QAT_START``)."""
+    ints = [torch.round(y).clamp(lo, hi) for y in latents]
+    ctx = torch.clamp(torch.round(ctx * CTX_FRAC), -CTX_LIMIT, CTX_LIMIT) / CTX_FRAC
+    qlayers = [(qw(w), qb(b)) for (w, b), (qw, qb) in zip(layers, quant)]
+    height, width = target.shape[:2]
+    out = synthesize(ints, qlayers, (height, width), row_block=height)
+    return torch.mean((out - target) ** 2).item(), latent_bits(ints, ctx, masks, lo, hi).item()
 
 
 @torch.no_grad()
