@@ -110,7 +110,8 @@ def run_one(image: np.ndarray, quality: float, spec: str, effort: int, hard_ever
     curve = []
 
     def hard_trace(step, mse, bits):
-        curve.append({"step": step, "mse": mse, "bits": bits, "loss": mse + lam * bits / (h * w)})
+        loss = mse + lam * bits / (h * w)
+        curve.append({"step": step, "mse": f"{mse:.6g}", "bits": f"{bits:.6g}", "loss": f"{loss:.6g}"})
 
     t0 = time.perf_counter()
     fitted = fit_grid(image, opts, hard_trace=hard_trace, hard_every=hard_every)
@@ -124,7 +125,7 @@ def run_one(image: np.ndarray, quality: float, spec: str, effort: int, hard_ever
     for point in curve:
         point["steps"] = steps
     row = {"steps": steps, "bytes": len(data), "bpp": round(len(data) * 8 / (h * w), 5),
-           "psnr": round(psnr(image, rec), 4), "final_loss": curve[-1]["loss"], "fit_s": round(fit_s, 2)}
+           "psnr": round(psnr(image, rec), 4), "final_loss": float(curve[-1]["loss"]), "fit_s": round(fit_s, 2)}
     return row, curve
 
 
@@ -179,6 +180,7 @@ def bd_table(rows: list[dict]) -> list[dict]:
             entry[f"vs_{anchor}_mean"] = statistics.mean(finite) if finite else float("nan")
             entry[f"vs_{anchor}_n"] = len(finite)
             entry[f"vs_{anchor}_wins"] = sum(v < 0 for v in finite)
+            entry[f"vs_{anchor}_range"] = (min(finite), max(finite)) if finite else (float("nan"), float("nan"))
             entry[f"vs_{anchor}_avg_curve"] = bd_rate(mean_curve([curves[anchor][i] for i in images]),
                                                       mean_curve([curves[method][i] for i in images]), BD_METHOD)
         mc = mean_curve([curves[method][i] for i in images])
@@ -227,29 +229,33 @@ def report(args) -> None:
     steps = sorted({int(r["steps"]) for r in rows})
     images = sorted({r["image"] for r in rows})
     fit_s = [float(r["fit_s"]) for r in rows]
+    steps_text = (f"{steps[0]} steps" if len(steps) == 1 else
+                  f"{min(steps)}-{max(steps)} steps: the step count depends on the quality through the coarse phase")
 
     lines = [
         "# Rounding of latents during fitting: ablation (issue #5)",
         "",
         f"{len(images)} Kodak images ({', '.join(images)}), {crops[0]}x{crops[0]} centre crops, qualities "
-        f"{', '.join(f'{q:g}' for q in qualities)}, effort {', '.join(efforts)} ({min(steps)}-{max(steps)} steps: "
-        "the step count depends on the quality through the coarse phase), seed 0, other options at their "
-        f"defaults. bpp of the whole `.ani` file, PSNR of its decode. Machine: {platform.machine()}, "
+        f"{', '.join(f'{q:g}' for q in qualities)}, effort {', '.join(efforts)} ({steps_text}), seed 0, "
+        "other options at their defaults (`tau_max` 1, `tau_decay` 2, `ssl_a` 2.3 unless the method says). "
+        f"bpp of the whole `.ani` file, PSNR of its decode. Machine: {platform.machine()}, "
         f"{os.cpu_count()} CPU cores shared with other jobs, torch {args.threads} thread(s) per fit; fit time "
         f"median {statistics.median(fit_s):.1f} s. Produced by `python benchmarks/ablation_rounding.py` "
-        "(raw rows in `rounding.csv`, loss curves in `rounding_curves.csv`).",
+        f"(raw rows in `{csv_path.name}`, loss curves in `{curves_path.name}`).",
         "",
         f"BD-rate ({BD_METHOD} interpolation of log rate over PSNR, `benchmarks/bdrate.py`; negative = fewer "
         "bits than the anchor at equal PSNR): per image over its qualities, then the mean over images "
-        "(with the number of images where the method needs fewer bits), and on the Kodak-average curve "
-        "(mean bpp and mean PSNR per quality). Relative loss: the rate-distortion loss "
+        "(with the number of images where the method needs fewer bits, out of those where the BD-rate is "
+        "defined: both curves increasing and overlapping) and the range over images, and on the average "
+        "curve (mean bpp and mean PSNR per quality over the images). Relative loss: the rate-distortion loss "
         "`MSE + lambda * bits / pixels` of the hard-rounded latents at 50 %, 75 % and 100 % of the steps, "
         "divided by the best final loss of any method on that image and quality (geometric mean over images "
         "and qualities; 1.000 = the best final loss).",
         "",
-        "| method | BD-rate vs ste, mean (wins) | vs ste, average curve | BD-rate vs noise, mean (wins) | "
-        "vs noise, average curve | mean bpp | mean PSNR (dB) | rel. loss 50 % | 75 % | 100 % |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| method | BD-rate vs ste, mean (wins) | range over images | vs ste, average curve | "
+        "BD-rate vs noise, mean (wins) | vs noise, average curve | mean bpp | mean PSNR (dB) | "
+        "rel. loss 50 % | 75 % | 100 % |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
 
     def rel(method, frac):
@@ -262,19 +268,35 @@ def report(args) -> None:
         for anchor in ANCHORS:
             cells.append(f"{e.get(f'vs_{anchor}_mean', float('nan')):+.1f} % ({e.get(f'vs_{anchor}_wins', 0)}/"
                          f"{e.get(f'vs_{anchor}_n', 0)})")
+            if anchor == "ste":
+                lo, hi = e.get("vs_ste_range", (float("nan"), float("nan")))
+                cells.append(f"{lo:+.1f} .. {hi:+.1f} %")
             cells.append(f"{e.get(f'vs_{anchor}_avg_curve', float('nan')):+.1f} %")
         bpp = statistics.mean(p[0] for p in e["mean_curve"])
         ps = statistics.mean(p[1] for p in e["mean_curve"])
         cells += [f"{bpp:.3f}", f"{ps:.2f}", f"{rel(m, 0.5):.3f}", f"{rel(m, 0.75):.3f}", f"{rel(m, 1.0):.3f}"]
         lines.append("| " + " | ".join(cells) + " |")
 
-    lines += ["", "Kodak-average curves (mean bpp / mean PSNR per quality):", "",
+    lines += ["", "Average curves (mean bpp / mean PSNR over the images, per quality):", "",
               "| method | " + " | ".join(f"q{q:g}" for q in qualities) + " |",
               "|---|" + "---|" * len(qualities)]
     for e in table:
         lines.append(f"| `{e['method']}` | " + " | ".join(f"{b:.3f} / {p:.2f}" for b, p in e["mean_curve"]) + " |")
     best = table[0]["method"] if table else None
     lines += ["", f"Best by mean BD-rate against `ste`: `{best}`.", ""]
+    if best:
+        curves, _ = _curves_by(rows)
+        shown = sorted(curves[best])
+        lines += [f"Per image, BD-rate against `{best}` (positive = more bits than `{best}`):", "",
+                  "| method | " + " | ".join(shown) + " | median time per fit (s) |",
+                  "|---|" + "---|" * (len(shown) + 1)]
+        for e in table:
+            m = e["method"]
+            vals = [bd_rate(curves[best][i], curves[m][i], BD_METHOD) if i in curves[m] else float("nan")
+                    for i in shown]
+            t = statistics.median(float(r["fit_s"]) for r in rows if r["method"] == m)
+            lines.append(f"| `{m}` | " + " | ".join(f"{v:+.1f} %" for v in vals) + f" | {t:.1f} |")
+        lines.append("")
     md = out.with_suffix(".md")
     if args.notes and Path(args.notes).exists():
         lines += [Path(args.notes).read_text().rstrip(), ""]
@@ -290,9 +312,10 @@ def plot(table, conv, qualities, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 1 + len(qualities), figsize=(5 * (1 + len(qualities)), 4.5))
-    cmap = plt.get_cmap("tab10")
+    cmap = plt.get_cmap("tab20")
     methods = [e["method"] for e in table]
-    style = {m: dict(color=cmap(i % 10), ls="--" if m.endswith("3") or ":" in m else "-") for i, m in enumerate(methods)}
+    style = {m: dict(color=cmap((2 * i) % 20 + (i >= 10)), ls="--" if m.endswith("3") or ":" in m else "-")
+             for i, m in enumerate(methods)}
     ax = axes[0]
     for e in table:
         b, p = zip(*e["mean_curve"])
@@ -308,7 +331,7 @@ def plot(table, conv, qualities, path: Path) -> None:
                 f, v = conv[m][q]
                 ax.plot(f, v, label=m, **style[m])
         ax.set_yscale("log")
-        ax.set_ylim(0.95, None)
+        ax.set_ylim(0.95, 3.0)
         ax.set_xlabel("fraction of the steps")
         ax.set_ylabel("hard-rounded RD loss / best final")
         ax.set_title(f"convergence, quality {q:g}")
