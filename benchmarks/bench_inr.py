@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
 import math
 import os
 import platform
@@ -63,17 +62,10 @@ def crop(name: str, size: int) -> np.ndarray:
 
 
 def jpeg_at(image: np.ndarray, bpp: float) -> float:
-    points = []
-    for q in range(1, 96):
-        buf = io.BytesIO()
-        Image.fromarray(image).save(buf, "JPEG", quality=q)
-        rec = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
-        points.append((buf.tell() * 8 / (image.shape[0] * image.shape[1]), psnr(image, rec)))
-    points.sort()
-    xs = [math.log(p[0]) for p in points]
-    if not xs[0] <= math.log(bpp) <= xs[-1]:
-        return float("nan")
-    return float(np.interp(math.log(bpp), xs, [p[1] for p in points]))
+    """Pillow JPEG's PSNR at ``bpp`` on this image (the issue-2 benchmark's sweep)."""
+    from bench_codec import interp_log, jpeg_curve  # noqa: PLC0415 - a sibling script
+
+    return interp_log(jpeg_curve(image), bpp)
 
 
 def param_bytes(data: bytes) -> int:
