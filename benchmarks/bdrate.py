@@ -123,39 +123,37 @@ def _strictly_increasing(x: np.ndarray) -> bool:
     return bool(np.all(np.diff(x) > 0))
 
 
-def bd_rate(anchor: Curve, test: Curve, method: str = "cubic") -> float:
-    """BD-rate of ``test`` against ``anchor`` in percent (negative = test is better)."""
+def _mean_difference(anchor: Curve, test: Curve, method: str, axes) -> float:
+    """Mean of ``y_test - y_anchor`` over the overlap of the two curves' ``x``
+    ranges, where ``axes(rate, psnr) -> (x, y)`` picks the axes; NaN where the
+    method has too few points, the ranges do not overlap, or (pchip) ``x``
+    repeats a value."""
     need = _needed(method)
     ra, pa = _clean(anchor)
     rt, pt = _clean(test)
     if len(ra) < need or len(rt) < need:
         return float("nan")
-    lo, hi = max(pa.min(), pt.min()), min(pa.max(), pt.max())
+    xa, ya = axes(ra, pa)
+    xt, yt = axes(rt, pt)
+    lo, hi = max(xa.min(), xt.min()), min(xa.max(), xt.max())
     if not hi > lo:
         return float("nan")
-    oa, ot = np.argsort(pa), np.argsort(pt)
-    xa, ya = pa[oa], np.log(ra[oa])
-    xt, yt = pt[ot], np.log(rt[ot])
+    oa, ot = np.argsort(xa), np.argsort(xt)
+    xa, ya, xt, yt = xa[oa], ya[oa], xt[ot], yt[ot]
     if method == "pchip" and not (_strictly_increasing(xa) and _strictly_increasing(xt)):
         return float("nan")
-    diff = _mean_over(xt, yt, lo, hi, method) - _mean_over(xa, ya, lo, hi, method)
-    return (math.exp(diff) - 1) * 100
+    return _mean_over(xt, yt, lo, hi, method) - _mean_over(xa, ya, lo, hi, method)
+
+
+def bd_rate(anchor: Curve, test: Curve, method: str = "cubic") -> float:
+    """BD-rate of ``test`` against ``anchor`` in percent (negative = test is better)."""
+    diff = _mean_difference(anchor, test, method, lambda rate, psnr: (psnr, np.log(rate)))
+    return (math.exp(diff) - 1) * 100 if math.isfinite(diff) else float("nan")
 
 
 def bd_psnr(anchor: Curve, test: Curve, method: str = "cubic") -> float:
     """BD-PSNR of ``test`` against ``anchor`` in dB (positive = test is better)."""
-    need = _needed(method)
-    ra, pa = _clean(anchor)
-    rt, pt = _clean(test)
-    if len(ra) < need or len(rt) < need:
-        return float("nan")
-    la, lt = np.log(ra), np.log(rt)
-    lo, hi = max(la.min(), lt.min()), min(la.max(), lt.max())
-    if not hi > lo:
-        return float("nan")
-    if method == "pchip" and not (_strictly_increasing(la) and _strictly_increasing(lt)):
-        return float("nan")
-    return _mean_over(lt, pt, lo, hi, method) - _mean_over(la, pa, lo, hi, method)
+    return _mean_difference(anchor, test, method, lambda rate, psnr: (np.log(rate), psnr))
 
 
 def mean_curve(curves: Sequence[Curve]) -> list[tuple[float, float]]:
