@@ -188,7 +188,9 @@ def run(images: Sequence[str], codecs: Sequence[C.Codec], out: Path, image_dir: 
         if repair_tail(csv_path):
             say(f"{csv_path}: removed a partly written last line")
         done = {tuple(r[k] for k in KEY) for r in read_rows(csv_path)}
-        run_id = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        # with the process id: two runs started in the same second (on halves of the
+        # images, to be merged) stay apart
+        run_id = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") + f"-{os.getpid()}"
         todo = [(n, c, s) for n in images for c in codecs for s in c.settings
                 if (c.name, s, n, c.options) not in done]
         say(f"{len(todo)} rows to measure ({len(images)} images, {len(codecs)} codecs); "
@@ -254,6 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--repeats", type=int, default=3, help="timed calls per classical encode and per decode (median)")
     ap.add_argument("--ani-encode-repeats", type=int, default=1, help="timed calls per .ani encode (median)")
     ap.add_argument("--summary-only", action="store_true", help="only rewrite <out>.md and <out>.png from <out>.csv")
+    ap.add_argument("--merge", nargs="+", type=Path, metavar="STEM",
+                    help="measure nothing: add the rows of these runs' CSVs (other --out of runs on other images) "
+                    "to <out>.csv, then rewrite the summary")
     ap.add_argument("--no-plot", action="store_true", help="skip the PNG plot (no matplotlib needed)")
     return ap
 
@@ -266,7 +271,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from . import report
 
     out = args.out
-    if not args.summary_only:
+    if args.merge:
+        from .merge import merge
+
+        merge(out, args.merge)
+    elif not args.summary_only:
         available = sorted(p.stem for p in args.image_dir.glob("*.png"))
         if not available:
             raise SystemExit(f"no PNG images in {args.image_dir} (give --image-dir)")

@@ -224,3 +224,35 @@ def test_one_run_at_a_time_per_csv(tmp_path):
         with pytest.raises(SystemExit, match="another run is writing"):
             kodak.run(["tiny01"], codecs, out, images, 1, 1, 1, [], say=lambda s: None)
     assert kodak.run(["tiny01"], codecs, out, images, 1, 1, 1, [], say=lambda s: None) == 19
+
+
+def test_merge_two_halves(tmp_path):
+    """Two runs on the halves of the images, started in the same second, merge
+    into one CSV: rows added once, a colliding run id renamed in rows and
+    descriptions, the summary covers both, and the target's rows win."""
+    import json
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    _write(a.with_suffix(".csv"), [_row("jpeg", "q=1", "img1", 0.5, 30.0, run="t0"),
+                                   _row("jpeg", "q=2", "img1", 1.0, 33.0, run="t0")])
+    _write(b.with_suffix(".csv"), [_row("jpeg", "q=1", "img1", 0.6, 29.0, run="t0"),  # A has it: left out
+                                   _row("jpeg", "q=1", "img2", 0.4, 28.0, run="t0"),
+                                   _row("jpeg", "q=2", "img2", 0.9, 31.0, run="t0")])
+    a.with_suffix(".runs.json").write_text(json.dumps({"t0": {"argv": ["--images", "1"]}}))
+    b.with_suffix(".runs.json").write_text(json.dumps({"t0": {"argv": ["--images", "2"]}}))
+    assert kodak.main(["--out", str(a), "--merge", str(b), "--no-plot"]) == 0
+    rows = kodak.read_rows(a.with_suffix(".csv"))
+    assert len(rows) == 4
+    by = {(r["image"], r["setting"]): r for r in rows}
+    assert by[("img1", "q=1")]["psnr"] == "30.0" and by[("img1", "q=1")]["run"] == "t0"
+    assert by[("img2", "q=1")]["run"] == by[("img2", "q=2")]["run"] == "t0+1"
+    runs = json.loads(a.with_suffix(".runs.json").read_text())
+    assert runs == {"t0": {"argv": ["--images", "1"]}, "t0+1": {"argv": ["--images", "2"]}}
+    assert "Images: 2 complete" in a.with_suffix(".md").read_text()
+    # merging again adds nothing; merging a CSV into itself or a missing one is refused
+    assert kodak.main(["--out", str(a), "--merge", str(b), "--no-plot"]) == 0
+    assert len(kodak.read_rows(a.with_suffix(".csv"))) == 4
+    with pytest.raises(SystemExit, match="the --out CSV itself"):
+        kodak.main(["--out", str(a), "--merge", str(a)])
+    with pytest.raises(SystemExit, match="no such CSV"):
+        kodak.main(["--out", str(a), "--merge", str(tmp_path / "none")])
