@@ -111,6 +111,9 @@ def train(image: np.ndarray, arch: InrArch, steps: int, *, seed: int = 0, device
     dev = torch.device(device)
     height, width, channels = image.shape
     gen = torch.Generator().manual_seed(seed)
+    # pixel batches are drawn where the pixels are: on CUDA a CPU draw would be
+    # copied to the device every step (on the CPU this is ``gen`` itself)
+    dev_gen = gen if dev.type == "cpu" else torch.Generator(dev).manual_seed(seed)
     net = net_module(arch.kind)
     params = {k: v.to(dev).requires_grad_() for k, v in net.init_params(arch, gen, (height, width)).items()}
     quant = {t.name: LSQ(arch.bits_of(t.role)).to(dev) for t in arch.tensors} if quantize else None
@@ -134,7 +137,7 @@ def train(image: np.ndarray, arch: InrArch, steps: int, *, seed: int = 0, device
             for name, q in quant.items():
                 q.init_mse(params[name].detach())
         if n > BATCH:
-            idx = torch.randint(0, n, (BATCH,), generator=gen).to(dev)
+            idx = torch.randint(0, n, (BATCH,), generator=dev_gen, device=dev)
             x, t = x_all[idx], t_all[idx]
         else:
             x, t = x_all, t_all
