@@ -40,8 +40,9 @@ PRESETS: dict[str, dict] = {
     # the default before issue 8 made it fit in a minute (1800 steps, now effort 6):
     # kept to measure what that change cost
     "old_default": {"effort": 6},
-    # the default with the rounding method it had before the SGA+ ablation: whole
-    # images at high qualities fit much better with it than with ``linear``
+    # the default with the rounding method it had before the SGA+ ablation: at
+    # quality 90 a 192x192 kodim01 crop fits much better with it than with
+    # ``linear`` (benchmarks/results/high_quality_study.md)
     "softround": {"rounding": "softround"},
 }
 #: the quality sweep of every preset (Kodak-average bpp from about 0.15 up)

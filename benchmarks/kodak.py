@@ -146,12 +146,21 @@ def measure_row(codec: C.Codec, label: str, name: str, image: np.ndarray, repeat
     }
 
 
-def _record_run(runs_path: Path, run: str, info: dict) -> None:
-    runs = json.loads(runs_path.read_text()) if runs_path.exists() else {}
-    runs[run] = info
+def read_runs(runs_path: Path) -> dict:
+    """The run descriptions of a ``.runs.json`` (none if it does not exist)."""
+    return json.loads(runs_path.read_text()) if runs_path.exists() else {}
+
+
+def write_runs(runs_path: Path, runs: dict) -> None:
     tmp = runs_path.with_suffix(".tmp")
     tmp.write_text(json.dumps(runs, indent=1, sort_keys=True) + "\n")
     os.replace(tmp, runs_path)
+
+
+def _record_run(runs_path: Path, run: str, info: dict) -> None:
+    runs = read_runs(runs_path)
+    runs[run] = info
+    write_runs(runs_path, runs)
 
 
 def select_codecs(names: Iterable[str], presets: Sequence[str], qualities: Sequence[float], threads: int,

@@ -11,25 +11,17 @@ in the rows and the descriptions alike.
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
-from .kodak import FIELDS, KEY, read_rows, repair_tail
-
-
-def _runs(csv_path: Path) -> dict:
-    path = csv_path.with_suffix(".runs.json")
-    return json.loads(path.read_text()) if path.exists() else {}
+from .kodak import FIELDS, KEY, _lock, read_rows, read_runs, repair_tail, write_runs
 
 
 def merge(target: Path, sources: list[Path], say=print) -> int:
     """Append the rows of ``sources`` (CSV paths) missing from ``target``; return how many."""
     target = target.with_suffix(".csv")
-    runs = _runs(target)
+    runs = read_runs(target.with_suffix(".runs.json"))
     added = 0
     with open(target, "a", newline="") as fh:
-        from .kodak import _lock
-
         _lock(fh, target)
         repair_tail(target)
         have = {tuple(r[k] for k in KEY) for r in read_rows(target)}
@@ -43,7 +35,7 @@ def merge(target: Path, sources: list[Path], say=print) -> int:
             if not source.exists():
                 raise SystemExit(f"--merge {source}: no such CSV")
             rename = {}
-            for run, info in _runs(source).items():
+            for run, info in read_runs(source.with_suffix(".runs.json")).items():
                 new, k = run, 0
                 while new in runs and runs[new] != info:
                     k += 1
@@ -62,8 +54,5 @@ def merge(target: Path, sources: list[Path], say=print) -> int:
             fh.flush()
             say(f"{source}: {n} rows added" + "".join(f", run {a} recorded as {b}" for a, b in rename.items() if a != b))
             added += n
-    runs_path = target.with_suffix(".runs.json")
-    tmp = runs_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(runs, indent=1, sort_keys=True) + "\n")
-    tmp.replace(runs_path)
+    write_runs(target.with_suffix(".runs.json"), runs)
     return added
