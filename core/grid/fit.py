@@ -89,6 +89,20 @@ def _step_cost(coarse: float) -> float:
     return coarse / 4 + (1 - coarse)
 
 
+def schedule(budget: int, quality: float, big: bool) -> tuple[int, int]:
+    """Steps of a fit and how many of them are coarse, for a budget of
+    ``budget`` steps (``EFFORT_STEPS``). Small images (``big`` false) are cheap
+    per step and lose detail in a half-resolution fit: all their steps are at
+    full resolution. Big ones spend :func:`coarse_fraction` of the steps at
+    half resolution, with the step count that takes the time of ``budget``
+    steps at ``BUDGET_COARSE``."""
+    if not big:
+        return budget, 0
+    frac = coarse_fraction(quality)
+    steps = round(budget * _step_cost(BUDGET_COARSE) / _step_cost(frac))
+    return steps, int(frac * steps)
+
+
 def nets_lr(quality: float) -> float:
     """Learning rate of the networks: ``LR_NETS`` up to quality 35, falling
     log-linearly to ``LR_NETS_HIGH`` at quality 55 and above. At low rates a
@@ -190,12 +204,7 @@ def fit_grid(image: np.ndarray, opts: EncodeOptions, progress=None, trace=None, 
     base_lr = [lr_latents, lr_nets, LR_CTX]
     n_pix = height * width
 
-    # small images are cheap per step and lose detail in a half-resolution fit
-    coarse_steps = 0
-    if big:
-        frac = coarse_fraction(opts.quality)
-        steps = round(steps * _step_cost(BUDGET_COARSE) / _step_cost(frac))  # same time budget
-        coarse_steps = int(frac * steps)
+    steps, coarse_steps = schedule(steps, opts.quality, big)
     if coarse_steps:
         # the coarse phase fits levels >= 1 to the image downsampled to level 1's
         # grid: a quarter of the pixels, so each step costs about a quarter
