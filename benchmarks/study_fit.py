@@ -3,12 +3,16 @@
     python benchmarks/study_fit.py kodim23 --quality 55 --set LR_NETS=0.003
     python benchmarks/study_fit.py kodim23 --crop 256 --lam 0 --steps 800 --set COARSE_END=0
     python benchmarks/study_fit.py kodim23 --quality 35 --option rounding=softround
+    python benchmarks/study_fit.py kodim01 --quality 10 25 45 70 90 --set FREEZE=0.85 \
+        --tag freeze0.85 --jsonl study.jsonl      # then: python -m benchmarks.study_table study.jsonl
 
 Prints PSNR, whole-file bpp, fit time (wall and process CPU: the CPU time is
 the figure to compare when other processes share the machine) and steps. ``--set NAME=VALUE`` sets a
 module constant of ``core.grid.fit`` (JSON values); ``--lam`` replaces the
 quality->lambda map; ``--steps`` replaces the effort's step count; ``--option
-NAME=VALUE`` sets an encode option.
+NAME=VALUE`` sets an encode option. Several ``--quality`` values fit one after
+the other; ``--jsonl`` appends one JSON line per fit (tag, image, quality,
+bpp, PSNR, times, steps) for :mod:`benchmarks.study_table`.
 """
 from __future__ import annotations
 
@@ -26,7 +30,7 @@ KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("image", help="Kodak name, e.g. kodim23, or a path")
-    ap.add_argument("--quality", type=float, default=75)
+    ap.add_argument("--quality", type=float, nargs="+", default=[75])
     ap.add_argument("--effort", type=int, default=5)
     ap.add_argument("--crop", type=int, default=0, help="centre crop of this side (0: whole image)")
     ap.add_argument("--lam", type=float, default=None)
@@ -35,6 +39,8 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
                     help="an encode option, e.g. rounding=ssl or tau_max=0.5 (JSON values, else a string)")
+    ap.add_argument("--tag", default="", help="name of this variant in the --jsonl rows")
+    ap.add_argument("--jsonl", type=Path, default=None, help="append one JSON line per fit to this file")
     args = ap.parse_args(argv)
 
     import torch
@@ -59,7 +65,6 @@ def main(argv=None) -> None:
         h, w = img.shape[:2]
         s = args.crop
         img = np.ascontiguousarray(img[(h - s) // 2 : (h + s) // 2, (w - s) // 2 : (w + s) // 2])
-    t0, c0 = time.perf_counter(), time.process_time()
     options = {}
     for item in args.option:
         name, _, value = item.partition("=")
@@ -67,14 +72,20 @@ def main(argv=None) -> None:
             options[name] = json.loads(value)
         except json.JSONDecodeError:
             options[name] = value
-    fitted = F.fit_grid(img, EncodeOptions(quality=args.quality, effort=args.effort, **options))
-    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
-    # container overhead: preamble + header + CRC (40 bytes) and 12 bytes per section incl. END
-    size = 40 + sum(len(d) + 12 for _, d in fitted.sections) + 12
-    bpp = size * 8 / (img.shape[0] * img.shape[1])
-    print(f"{args.image} q={args.quality:g} {' '.join(args.set + args.option)}: psnr {fitted.stats['psnr']:.2f} dB, "
-          f"bpp {bpp:.4f}, fit {seconds:.1f} s (CPU {cpu:.1f} s), steps {fitted.stats['steps']}")
-
+    for quality in args.quality:
+        t0, c0 = time.perf_counter(), time.process_time()
+        fitted = F.fit_grid(img, EncodeOptions(quality=quality, effort=args.effort, **options))
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+        # container overhead: preamble + header + CRC (40 bytes) and 12 bytes per section incl. END
+        size = 40 + sum(len(d) + 12 for _, d in fitted.sections) + 12
+        bpp = size * 8 / (img.shape[0] * img.shape[1])
+        print(f"{args.image} q={quality:g} {' '.join(args.set + args.option)}: psnr {fitted.stats['psnr']:.2f} dB, "
+              f"bpp {bpp:.4f}, fit {seconds:.1f} s (CPU {cpu:.1f} s), steps {fitted.stats['steps']}", flush=True)
+        if args.jsonl is not None:
+            row = {"tag": args.tag, "image": Path(args.image).stem, "crop": args.crop, "quality": quality, "bpp": bpp,
+                   "psnr": fitted.stats["psnr"], "wall_s": seconds, "cpu_s": cpu, "steps": fitted.stats["steps"]}
+            with open(args.jsonl, "a") as fh:
+                fh.write(json.dumps(row) + "\n")
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,100 @@
+"""Tables of fit studies: the JSON lines of ``study_fit.py --jsonl`` against JPEG.
+
+    python -m benchmarks.study_table benchmarks/results/schedule_study.jsonl
+
+For every tag (variant) with the same qualities on every image it ran on:
+BD-rate against JPEG (cubic / pchip) of the image-average curve, with JPEG's
+rows for the same images read from a Kodak benchmark CSV, and the curve
+itself; then, per quality, the fit's own objective ``J = MSE + lambda * bpp``
+(MSE on a 0..1 scale, lambda of ``core.grid.fit.quality_to_lambda``) per image:
+at one quality a lower J is a better rate-distortion trade-off for that lambda,
+whatever the PSNR range, which BD-rate depends on.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from pathlib import Path
+
+from .bdrate import bd_rate, mean_curve
+from .report import load
+
+RESULTS = Path(__file__).resolve().parent / "results"
+#: fewer points than this give no BD-rate (a cubic through 4 points at least)
+MIN_QUALITIES = 4
+
+
+def read(paths) -> dict[str, dict[str, dict[float, tuple[float, float]]]]:
+    """``rows[tag][image][quality] = (bpp, psnr)``; a later line replaces an earlier one."""
+    rows: dict = defaultdict(lambda: defaultdict(dict))
+    for path in paths:
+        for line in Path(path).read_text().splitlines():
+            if line.strip():
+                r = json.loads(line)
+                rows[r["tag"]][r["image"]][float(r["quality"])] = (float(r["bpp"]), float(r["psnr"]))
+    return rows
+
+
+def objective(quality: float, bpp: float, psnr: float) -> float:
+    from core.grid.fit import quality_to_lambda
+
+    return 10 ** (-psnr / 10) + quality_to_lambda(quality) * bpp
+
+
+def table(rows, anchor_csv: Path, anchor: str = "jpeg", versus: str | None = None) -> str:
+    """The markdown tables; with ``versus`` (a tag), also each variant's BD-rate
+    against that one, on the PSNR range the two share."""
+    codecs, _, _ = load(anchor_csv)
+    ref = codecs[anchor]
+    curves = {}
+    out = [f"| variant | images | BD-rate vs {anchor} cubic / pchip (%) | image-average curve (bpp / dB) |", "|---|---|---|---|"]
+    for tag, by in rows.items():
+        qs = {tuple(sorted(d)) for d in by.values()}
+        images = sorted(by)
+        if len(qs) != 1 or not all(i in ref.complete() for i in images):
+            out.append(f"| {tag} | {len(images)} | (qualities differ between images, or no {anchor} rows) | |")
+            continue
+        (qualities,) = qs
+        curve = mean_curve([[by[i][q] for q in qualities] for i in images])
+        jpeg = ref.mean_curve(images)
+        pts = ", ".join(f"{b:.3f} / {p:.2f}" for b, p in curve)
+        bd = (f"{bd_rate(jpeg, curve):+.1f} / {bd_rate(jpeg, curve, 'pchip'):+.1f}" if len(qualities) >= MIN_QUALITIES
+              else f"- ({len(qualities)} qualities)")
+        out.append(f"| {tag} | {len(images)} | {bd} | {pts} |")
+        if len(qualities) >= MIN_QUALITIES:
+            curves[tag] = (images, curve)
+    if versus is not None and versus in curves:
+        out += ["", f"BD-rate against `{versus}` (same images, their shared PSNR range):", "",
+                "| variant | cubic (%) | pchip (%) |", "|---|---|---|"]
+        for tag, (images, curve) in curves.items():
+            if tag != versus and images == curves[versus][0]:
+                base = curves[versus][1]
+                out.append(f"| {tag} | {bd_rate(base, curve):+.1f} | {bd_rate(base, curve, 'pchip'):+.1f} |")
+    out += ["", "J x 1e3 (lower is better at that quality):", "", "| quality | variant | " + " | ".join(_images(rows)) + " |",
+            "|---|---|" + "---|" * len(_images(rows))]
+    for q in sorted({q for by in rows.values() for d in by.values() for q in d}):
+        for tag, by in rows.items():
+            if any(q in d for d in by.values()):
+                cells = [f"{objective(q, *by[i][q]) * 1e3:.3f}" if q in by.get(i, {}) else "" for i in _images(rows)]
+                out.append(f"| {q:g} | {tag} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def _images(rows) -> list[str]:
+    return sorted({i for by in rows.values() for i in by})
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("jsonl", nargs="+", type=Path)
+    ap.add_argument("--anchor-csv", type=Path, default=RESULTS / "kodak.csv",
+                    help="Kodak benchmark CSV with the anchor codec's rows (default: results/kodak.csv)")
+    ap.add_argument("--anchor", default="jpeg")
+    ap.add_argument("--versus", default=None, metavar="TAG", help="also BD-rates against this variant")
+    args = ap.parse_args(argv)
+    print(table(read(args.jsonl), args.anchor_csv, args.anchor, args.versus))
+
+
+if __name__ == "__main__":
+    main()
