@@ -39,8 +39,8 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
     img = np.asarray(Image.open(KODAK / f"{args.image}.png").convert("RGB"))
     F.EFFORT_STEPS[5] = args.steps
-    F.coarse_fraction = lambda q: 0.0  # full resolution only
-    F.COARSE_END = 0.0
+    F.coarse_fraction = lambda q: 0.0  # full resolution only: exactly args.steps steps
+    F.COARSE_END = F.BUDGET_COARSE = 0.0
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         F.fit_grid(img, EncodeOptions(quality=35, effort=5))
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.rows))

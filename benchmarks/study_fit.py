@@ -9,7 +9,8 @@
 Prints PSNR, whole-file bpp, fit time (wall and process CPU: the CPU time is
 the figure to compare when other processes share the machine) and steps. ``--set NAME=VALUE`` sets a
 module constant of ``core.grid.fit`` (JSON values); ``--lam`` replaces the
-quality->lambda map; ``--steps`` replaces the effort's step count; ``--option
+quality->lambda map; ``--steps`` replaces the effort's step budget (``EFFORT_STEPS``:
+the step count of an 85 %-coarse fit, see ``core.grid.fit.schedule``); ``--option
 NAME=VALUE`` sets an encode option. Several ``--quality`` values fit one after
 the other; ``--jsonl`` appends one JSON line per fit (tag, image, quality,
 bpp, PSNR, times, steps) for :mod:`benchmarks.study_table`.
