@@ -71,18 +71,15 @@ def table(rows, anchor_csv: Path, anchor: str = "jpeg", versus: str | None = Non
             if tag != versus and images == curves[versus][0]:
                 base = curves[versus][1]
                 out.append(f"| {tag} | {bd_rate(base, curve):+.1f} | {bd_rate(base, curve, 'pchip'):+.1f} |")
-    out += ["", "J x 1e3 (lower is better at that quality):", "", "| quality | variant | " + " | ".join(_images(rows)) + " |",
-            "|---|---|" + "---|" * len(_images(rows))]
+    every = sorted({i for by in rows.values() for i in by})
+    out += ["", "J x 1e3 (lower is better at that quality):", "", "| quality | variant | " + " | ".join(every) + " |",
+            "|---|---|" + "---|" * len(every)]
     for q in sorted({q for by in rows.values() for d in by.values() for q in d}):
         for tag, by in rows.items():
             if any(q in d for d in by.values()):
-                cells = [f"{objective(q, *by[i][q]) * 1e3:.3f}" if q in by.get(i, {}) else "" for i in _images(rows)]
+                cells = [f"{objective(q, *by[i][q]) * 1e3:.3f}" if q in by.get(i, {}) else "" for i in every]
                 out.append(f"| {q:g} | {tag} | " + " | ".join(cells) + " |")
     return "\n".join(out)
-
-
-def _images(rows) -> list[str]:
-    return sorted({i for by in rows.values() for i in by})
 
 
 def main(argv=None) -> None:

@@ -110,8 +110,7 @@ def nets_lr(quality: float) -> float:
     one converges to a sharper fit (kodim23, quality 55: 31.07 dB at 0.462 bpp
     with 0.003 against 30.51 dB at 0.464 bpp with 0.01; at quality 35 0.003
     was worse: 29.68 dB at 0.283 bpp against 30.02 at 0.245)."""
-    t = min(1.0, max(0.0, (quality - 35) / 20))
-    return LR_NETS * (LR_NETS_HIGH / LR_NETS) ** t
+    return _log_ramp(quality, 35, 55, LR_NETS, LR_NETS_HIGH)
 
 
 def latents_lr(quality: float) -> float:
@@ -120,8 +119,13 @@ def latents_lr(quality: float) -> float:
     (kodim01 + kodim23, whole images) the fast one lowered the fit's own
     objective ``MSE + lambda bpp`` by 3.6-6.3 % at quality 45, 17-20 % at 70
     and 90, and raised it by up to 4.9 % at 10 and 25."""
-    t = min(1.0, max(0.0, (quality - 25) / 20))
-    return LR_LATENTS * (LR_LATENTS_HIGH / LR_LATENTS) ** t
+    return _log_ramp(quality, 25, 45, LR_LATENTS, LR_LATENTS_HIGH)
+
+
+def _log_ramp(quality: float, q0: float, q1: float, a: float, b: float) -> float:
+    """``a`` up to quality ``q0``, ``b`` from ``q1``, log-linear between."""
+    t = min(1.0, max(0.0, (quality - q0) / (q1 - q0)))
+    return a * (b / a) ** t
 
 
 def quality_to_lambda(quality: float) -> float:
