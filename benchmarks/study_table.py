@@ -47,29 +47,31 @@ def table(rows, anchor_csv: Path, anchor: str = "jpeg", versus: str | None = Non
     against that one, on the PSNR range the two share."""
     codecs, _, _ = load(anchor_csv)
     ref = codecs[anchor]
+    complete = set(ref.complete())
     curves = {}
     out = [f"| variant | images | BD-rate vs {anchor} cubic / pchip (%) | image-average curve (bpp / dB) |", "|---|---|---|---|"]
     for tag, by in rows.items():
         qs = {tuple(sorted(d)) for d in by.values()}
         images = sorted(by)
-        if len(qs) != 1 or not all(i in ref.complete() for i in images):
+        if len(qs) != 1 or not complete.issuperset(images):
             out.append(f"| {tag} | {len(images)} | (qualities differ between images, or no {anchor} rows) | |")
             continue
         (qualities,) = qs
         curve = mean_curve([[by[i][q] for q in qualities] for i in images])
         jpeg = ref.mean_curve(images)
         pts = ", ".join(f"{b:.3f} / {p:.2f}" for b, p in curve)
-        bd = (f"{bd_rate(jpeg, curve):+.1f} / {bd_rate(jpeg, curve, 'pchip'):+.1f}" if len(qualities) >= MIN_QUALITIES
-              else f"- ({len(qualities)} qualities)")
-        out.append(f"| {tag} | {len(images)} | {bd} | {pts} |")
         if len(qualities) >= MIN_QUALITIES:
+            bd = f"{bd_rate(jpeg, curve):+.1f} / {bd_rate(jpeg, curve, 'pchip'):+.1f}"
             curves[tag] = (images, curve)
+        else:
+            bd = f"- ({len(qualities)} qualities)"
+        out.append(f"| {tag} | {len(images)} | {bd} | {pts} |")
     if versus is not None and versus in curves:
         out += ["", f"BD-rate against `{versus}` (same images, their shared PSNR range):", "",
                 "| variant | cubic (%) | pchip (%) |", "|---|---|---|"]
+        base_images, base = curves[versus]
         for tag, (images, curve) in curves.items():
-            if tag != versus and images == curves[versus][0]:
-                base = curves[versus][1]
+            if tag != versus and images == base_images:
                 out.append(f"| {tag} | {bd_rate(base, curve):+.1f} | {bd_rate(base, curve, 'pchip'):+.1f} |")
     every = sorted({i for by in rows.values() for i in by})
     out += ["", "J x 1e3 (lower is better at that quality):", "", "| quality | variant | " + " | ".join(every) + " |",
