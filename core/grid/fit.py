@@ -21,7 +21,9 @@ hundred to two thousand steps (see the commit messages of this file).
 """
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import time
 from dataclasses import dataclass, field, replace
 
@@ -32,13 +34,13 @@ import torch.nn.functional as F
 from ..errors import AniVerifyError
 from ..hooks import resolve, rounding_methods
 from ..options import EncodeOptions
-from .arch import GridArch, default_levels, lerp_tables, synthesize, synthesize_at
+from .arch import GridArch, default_levels, synthesize_planes
 from .bitstream import TAG_LATENTS, TAG_MODEL, BIAS_BITS, GridModel, latent_range, read_latents, read_model, write_latents, write_model
-from .context import CTX_FRAC, CTX_LIMIT, N_CTX_PARAMS, N_FEATURES, anchor_mask
+from .context import CTX_FRAC, CTX_LIMIT, N_CTX_PARAMS, N_FEATURES
 from .decode import render
 from ..lsq import LSQ
 from ..rounding import RoundingStep, temperature
-from .rate import latent_bits
+from .rate import ContextTable, flat_bits
 
 QAT_START = 0.4
 #: latents start uniform in (-LATENT_INIT / 2, LATENT_INIT / 2): all round to 0, but
@@ -71,8 +73,6 @@ SIGMA_GAIN = 16.0
 #: kodim23 at 850 steps: BD-rate against JPEG +46.6 % with 0.85, +17.2 % with 0.6)
 COARSE_END = 0.6
 COARSE_MIN_PIXELS = 256 * 256
-SUBSAMPLE = 1.0
-RATE_SAMPLE = 1.0
 
 
 def coarse_fraction(quality: float) -> float:
@@ -167,6 +167,9 @@ def fit_grid(image: np.ndarray, opts: EncodeOptions, progress=None, trace=None, 
     """
     t0 = time.perf_counter()
     device = torch.device(opts.resolved_device())
+    if device.type == "cuda":
+        # cuBLAS is deterministic with a fixed workspace (read when its first handle is made)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     height, width, channels = image.shape
     arch = GridArch(default_levels(height, width), WIDTHS, channels)
     steps = EFFORT_STEPS[opts.effort]
@@ -176,13 +179,17 @@ def fit_grid(image: np.ndarray, opts: EncodeOptions, progress=None, trace=None, 
     dev_gen = gen if device.type == "cpu" else torch.Generator(device).manual_seed(opts.seed)
     round_fn = resolve(rounding_methods()[opts.rounding])
 
-    target = torch.from_numpy(np.array(image)).to(device=device, dtype=torch.float32) / 255.0
-    masks = [torch.from_numpy(anchor_mask(s)).to(device) for s in arch.grid_shapes(height, width)]
+    # (C, H, W) planes, as synthesize_planes renders
+    target = torch.from_numpy(np.array(image)).to(device=device, dtype=torch.float32).permute(2, 0, 1).contiguous() / 255.0
+    shapes = arch.grid_shapes(height, width)
+    table = ContextTable(shapes, device)
     layers = _init_layers(arch, gen, device)
-    latents = [
-        ((torch.rand(s, generator=gen) - 0.5) * LATENT_INIT).to(device).requires_grad_()
-        for s in arch.grid_shapes(height, width)
-    ]
+    # the latents of all levels are one flat tensor (level 0 first, as the rate
+    # model reads them): rounding, the rate and Adam each take a few operations
+    # per step whatever the number of levels
+    flat = torch.cat([((torch.rand(s, generator=gen) - 0.5) * LATENT_INIT).reshape(-1) for s in shapes])
+    flat = flat.to(device).requires_grad_()
+    n0 = table.sizes[0]
     # the trainable context parameters are the real ones divided by a gain, so
     # that Adam's roughly constant step size suits both the mean weights (latent
     # units) and the scale terms (scale-index units, 0..63)
@@ -200,10 +207,11 @@ def fit_grid(image: np.ndarray, opts: EncodeOptions, progress=None, trace=None, 
     lr_latents = latents_lr(opts.quality) if big else LR_LATENTS
     opt = torch.optim.Adam(
         [
-            {"params": latents, "lr": lr_latents},
+            {"params": [flat], "lr": lr_latents},
             {"params": net_params, "lr": lr_nets},
             {"params": [ctx_train], "lr": LR_CTX},
-        ]
+        ],
+        fused=device.type == "cuda",  # one kernel per step instead of a dozen per parameter group
     )
     base_lr = [lr_latents, lr_nets, LR_CTX]
     n_pix = height * width
@@ -213,77 +221,62 @@ def fit_grid(image: np.ndarray, opts: EncodeOptions, progress=None, trace=None, 
         # the coarse phase fits levels >= 1 to the image downsampled to level 1's
         # grid: a quarter of the pixels, so each step costs about a quarter
         h1, w1 = arch.grid_shapes(height, width)[1]
-        target_coarse = F.interpolate(target.permute(2, 0, 1)[None], size=(h1, w1), mode="area")[0].permute(1, 2, 0)
+        target_coarse = F.interpolate(target[None], size=(h1, w1), mode="area")[0]
         zeros_coarse = torch.zeros((h1, w1), device=device)
+        zeros_0 = torch.zeros(n0, device=device)
 
-    n_sub = int(SUBSAMPLE * n_pix) if SUBSAMPLE < 1 else 0
-    if n_sub:
-        tables = lerp_tables(arch.grid_shapes(height, width), (height, width), device)
-        target_flat = target.reshape(n_pix, -1)
-        if coarse_steps:
-            n_sub_c = int(SUBSAMPLE * h1 * w1)
-            tables_c = lerp_tables([(h1, w1)] + arch.grid_shapes(height, width)[1:], (h1, w1), device)
-            target_c_flat = target_coarse.reshape(h1 * w1, -1)
-
-    frozen = None
-    for step in range(steps):
-        p = step / steps
-        cos = 0.5 * (1 + math.cos(math.pi * p))
-        for g, lr in zip(opt.param_groups, base_lr):
-            g["lr"] = lr * (0.02 + 0.98 * cos)
-        if p >= QAT_START and not quant[0][0].enabled:
-            for (w, b), (qw, qb) in zip(layers, quant):
-                qw.init_from(w.detach())
-                qb.init_from(b.detach())
-        if p >= FREEZE and frozen is None:
-            frozen = [torch.round(y.detach()).clamp(lo, hi) for y in latents]
-            opt.param_groups[0]["params"] = []
-        coarse = step < coarse_steps
-        rstep = RoundingStep(step, steps, temperature(p, opts.tau_decay, opts.tau_max), opts, dev_gen)
-        if frozen is not None:
-            yq = frozen
-        elif coarse:
-            yq = [zeros_coarse] + [round_fn(y, rstep) for y in latents[1:]]
-        elif coarse_steps:
-            # level 0 joins after the coarse phase: its temperature restarts there
-            p0 = (step - coarse_steps) / (steps - coarse_steps)
-            step0 = replace(rstep, tau=temperature(p0, opts.tau_decay, opts.tau_max))
-            yq = [round_fn(latents[0], step0)] + [round_fn(y, rstep) for y in latents[1:]]
-        else:
-            yq = [round_fn(y, rstep) for y in latents]
-        qlayers = [(qw(w), qb(b)) for (w, b), (qw, qb) in zip(layers, quant)]
-        if coarse and n_sub:
-            idx = torch.randint(0, h1 * w1, (n_sub_c,), generator=dev_gen, device=device)
-            out = synthesize_at(yq, qlayers, tables_c, idx // w1, idx % w1)
-            mse = torch.mean((out - target_c_flat[idx]) ** 2)
-        elif coarse:
-            out = synthesize(yq, qlayers, (h1, w1), row_block=h1)
-            mse = torch.mean((out - target_coarse) ** 2)
-        elif n_sub:
-            idx = torch.randint(0, n_pix, (n_sub,), generator=dev_gen, device=device)
-            out = synthesize_at(yq, qlayers, tables, idx // width, idx % width)
-            mse = torch.mean((out - target_flat[idx]) ** 2)
-        else:
-            out = synthesize(yq, qlayers, (height, width), row_block=height)
-            mse = torch.mean((out - target) ** 2)
-        ctx = ctx_train * gain
-        bits = latent_bits(yq, ctx, masks, lo, hi, first=1 if coarse else 0, sample=RATE_SAMPLE, gen=dev_gen)
-        loss = mse + lam * bits / n_pix
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        with torch.no_grad():
-            for y in latents:
-                y.clamp_(lo - 0.49, hi + 0.49)
-        if trace is not None:
-            trace(step, mse.item(), bits.item())
-        if hard_trace is not None and (step % hard_every == 0 or step == steps - 1):
-            hard_trace(step, *_hard_loss(latents, layers, quant, ctx_train * gain, masks, target, lo, hi))
-        if progress is not None:
-            progress(step + 1, steps)
+    with _deterministic(device):
+        frozen = None
+        for step in range(steps):
+            p = step / steps
+            cos = 0.5 * (1 + math.cos(math.pi * p))
+            for g, lr in zip(opt.param_groups, base_lr):
+                g["lr"] = lr * (0.02 + 0.98 * cos)
+            if p >= QAT_START and not quant[0][0].enabled:
+                for (w, b), (qw, qb) in zip(layers, quant):
+                    qw.init_from(w.detach())
+                    qb.init_from(b.detach())
+            if p >= FREEZE and frozen is None:
+                frozen = torch.round(flat.detach()).clamp(lo, hi)
+                opt.param_groups[0]["params"] = []
+            coarse = step < coarse_steps
+            rstep = RoundingStep(step, steps, temperature(p, opts.tau_decay, opts.tau_max), opts, dev_gen)
+            if frozen is not None:
+                yq = frozen
+            elif coarse:
+                yq = torch.cat([zeros_0, round_fn(flat[n0:], rstep)])
+            elif coarse_steps:
+                # level 0 joins after the coarse phase: its temperature restarts there
+                p0 = (step - coarse_steps) / (steps - coarse_steps)
+                step0 = replace(rstep, tau=temperature(p0, opts.tau_decay, opts.tau_max))
+                yq = torch.cat([round_fn(flat[:n0].view(shapes[0]), step0).reshape(-1), round_fn(flat[n0:], rstep)])
+            else:
+                yq = round_fn(flat, rstep)
+            grids = _grids(yq, table.sizes, shapes)
+            qlayers = [(qw(w), qb(b)) for (w, b), (qw, qb) in zip(layers, quant)]
+            if coarse:
+                out = synthesize_planes([zeros_coarse] + grids[1:], qlayers, (h1, w1))
+                mse = torch.mean((out - target_coarse) ** 2)
+            else:
+                out = synthesize_planes(grids, qlayers, (height, width))
+                mse = torch.mean((out - target) ** 2)
+            ctx = ctx_train * gain
+            bits = flat_bits(yq, ctx, table, lo, hi, first=1 if coarse else 0)
+            loss = mse + lam * bits / n_pix
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            with torch.no_grad():
+                flat.clamp_(lo - 0.49, hi + 0.49)
+            if trace is not None:
+                trace(step, mse.item(), bits.item())
+            if hard_trace is not None and (step % hard_every == 0 or step == steps - 1):
+                hard_trace(step, *_hard_loss(flat, table, shapes, layers, quant, ctx_train * gain, target, lo, hi))
+            if progress is not None:
+                progress(step + 1, steps)
 
     fit_seconds = time.perf_counter() - t0
-    model, est_bits = _export(arch, opts.bits, layers, quant, ctx_train.detach() * gain, latents, masks, lo, hi)
+    model, est_bits = _export(arch, opts.bits, layers, quant, ctx_train.detach() * gain, flat, table, shapes, lo, hi)
     modl, lats = write_model(model), write_latents(model)
     _verify(model, modl, lats, height, width)
     recon = render(model.weights, model.latents, (width, height))
@@ -306,23 +299,46 @@ def fit_grid(image: np.ndarray, opts: EncodeOptions, progress=None, trace=None, 
     )
 
 
+@contextlib.contextmanager
+def _deterministic(device: torch.device):
+    """On CUDA, torch's deterministic algorithms for the loop, so that the same
+    input, options and seed write the same bytes there too (the fit's own
+    gathers and upsampling are deterministic by construction; this covers the
+    rest, and warns rather than fails where torch has no deterministic kernel).
+    The caller's setting is restored after. CPU kernels are deterministic already."""
+    if device.type != "cuda":
+        yield
+        return
+    before = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+
+
+def _grids(flat: torch.Tensor, sizes: list[int], shapes: list[tuple[int, int]]) -> list[torch.Tensor]:
+    """The level grids of flat latents (views)."""
+    return [t.view(s) for t, s in zip(flat.split(sizes), shapes)]
+
+
 @torch.no_grad()
-def _hard_loss(latents, layers, quant, ctx, masks, target, lo, hi) -> tuple[float, float]:
+def _hard_loss(flat, table, shapes, layers, quant, ctx, target, lo, hi) -> tuple[float, float]:
     """MSE and latent bits with the latents and context model as they would be
     stored (the weights as they are at this step: LSQ-quantized from ``QAT_START``)."""
-    ints = [torch.round(y).clamp(lo, hi) for y in latents]
+    ints = torch.round(flat).clamp(lo, hi)
     ctx = torch.clamp(torch.round(ctx * CTX_FRAC), -CTX_LIMIT, CTX_LIMIT) / CTX_FRAC
     qlayers = [(qw(w), qb(b)) for (w, b), (qw, qb) in zip(layers, quant)]
-    height, width = target.shape[:2]
-    out = synthesize(ints, qlayers, (height, width), row_block=height)
-    return torch.mean((out - target) ** 2).item(), latent_bits(ints, ctx, masks, lo, hi).item()
+    out = synthesize_planes(_grids(ints, table.sizes, shapes), qlayers, tuple(target.shape[1:]))
+    return torch.mean((out - target) ** 2).item(), flat_bits(ints, ctx, table, lo, hi).item()
 
 
 @torch.no_grad()
-def _export(arch, bits, layers, quant, ctx, latents, masks, lo, hi):
-    ints = [torch.round(y).clamp(lo, hi) for y in latents]
+def _export(arch, bits, layers, quant, ctx, flat, table, shapes, lo, hi):
+    ints_flat = torch.round(flat).clamp(lo, hi)
+    ints = _grids(ints_flat, table.sizes, shapes)
     ctx_q = torch.clamp(torch.round(ctx * CTX_FRAC), -CTX_LIMIT, CTX_LIMIT)
-    est_bits = float(latent_bits(ints, ctx_q / CTX_FRAC, masks, lo, hi))
+    est_bits = float(flat_bits(ints_flat, ctx_q / CTX_FRAC, table, lo, hi))
     weights = []
     for (w, b), (qw, qb) in zip(layers, quant):
         wq, ws = qw.integers(w)

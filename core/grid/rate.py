@@ -1,50 +1,136 @@
 """Differentiable rate of the latent grids under the context model
-(:mod:`core.grid.context`), in bits. Used by the fit only."""
+(:mod:`core.grid.context`), in bits. Used by the fit only.
+
+All levels are evaluated together from one flat vector, the latents of every
+level concatenated (level 0 first, each level row-major): the latents and
+their five context features are gathered from it, grouped by the context
+parameters that code them (:class:`ContextTable`, made once per image). A
+step then costs a small number of operations whatever the number of levels;
+on a GPU that count, not the arithmetic, sets the speed of the fit
+(``benchmarks/cuda_fit.py``).
+"""
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..entropy import B_MIN, MU_DIV, N_SCALES, RHO
-from .context import N_FEATURES
+from .context import N_CTX_PARAMS, N_FEATURES, anchor_mask
 
 _LN_RHO = math.log(RHO)
 _MIN_P = 2.0**-24
-#: levels with fewer latents are always counted exactly
-SAMPLE_MIN_LATENTS = 16384
 
 
-def _neighbours(g: torch.Tensor) -> list[torch.Tensor]:
-    p = F.pad(g[None, None], (1, 1, 1, 1))[0, 0]
-    return [p[:-2, 1:-1], p[2:, 1:-1], p[1:-1, :-2], p[1:-1, 2:]]
+class ContextTable:
+    """Where every latent's context features are, over all levels at once.
+
+    The rate is evaluated over *entries*: the latents grouped by the
+    parameters that code them, group ``2 * level + pass`` (pass 0: anchors, 1:
+    the others; the row of ``ctx.reshape(-1, 12)``), level 0 first, each group
+    in row-major order.
+
+    Attributes:
+        sizes: latents per level (level 0 first).
+        group_sizes: entries per group.
+        pos: (n,) int64 flat position of each entry's latent.
+        index: (N_FEATURES, n) int64 flat positions of each entry's features
+            in the flat latents followed by one zero (position ``n``): the
+            definition of :func:`core.grid.context.features_np` (features
+            outside a grid, and all parent features of the coarsest level,
+            read that zero).
+    """
+
+    def __init__(self, shapes: list[tuple[int, int]], device=None) -> None:
+        self.sizes = [h * w for h, w in shapes]
+        offsets = np.concatenate([[0], np.cumsum(self.sizes)])
+        zero = int(offsets[-1])
+        pos, index, self.group_sizes = [], [], []
+        for level, (h, w) in enumerate(shapes):
+            i, j = np.indices((h, w))
+            anchors = anchor_mask((h, w))
+
+            def at(off, hh, ww, r, c):
+                inside = (r >= 0) & (r < hh) & (c >= 0) & (c < ww)
+                return np.where(inside, off + np.clip(r, 0, hh - 1) * ww + np.clip(c, 0, ww - 1), zero)
+
+            own = [at(offsets[level], h, w, i + di, j + dj) for di, dj in ((-1, 0), (1, 0), (0, -1), (0, 1))]
+            if level + 1 < len(shapes):
+                hp, wp = shapes[level + 1]
+                pi, pj = i // 2, j // 2
+                par = [at(offsets[level + 1], hp, wp, pi + di, pj + dj)
+                       for di, dj in ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1))]
+            else:
+                par = [np.full((h, w), zero)] * 5
+            for mask, feats in ((anchors, np.stack(par)), (~anchors, np.stack(own + [par[0]]))):
+                pos.append(offsets[level] + (i * w + j)[mask])
+                index.append(feats[:, mask])
+                self.group_sizes.append(int(mask.sum()))
+        self.pos = torch.from_numpy(np.concatenate(pos)).to(device)
+        self.index = torch.from_numpy(np.concatenate(index, axis=1)).to(device)
+        self._plans: dict = {}
+
+    def start(self, first: int) -> int:
+        """Entries (and flat latents) before level ``first``'s."""
+        return sum(self.sizes[:first])
+
+    def plans(self, first: int) -> tuple["GatherPlan", "GatherPlan"]:
+        """The gathers of the latents and of their features, for the entries
+        from level ``first`` on (made once per ``first``)."""
+        if first not in self._plans:
+            s = self.start(first)
+            n = sum(self.sizes)
+            self._plans[first] = (GatherPlan(self.pos[s:], n + 1), GatherPlan(self.index[:, s:].reshape(-1), n + 1))
+        return self._plans[first]
 
 
-def _parent(parent: torch.Tensor | None, rows: torch.Tensor, cols: torch.Tensor, like: torch.Tensor) -> list[torch.Tensor]:
-    """The parent and its four neighbours at child positions ``rows x cols``."""
-    if parent is None:
-        return [torch.zeros((len(rows), len(cols)), device=like.device, dtype=like.dtype)] * 5
-    rows, cols = rows // 2, cols // 2
-    pick = lambda a: a.index_select(0, rows).index_select(1, cols)  # noqa: E731
-    return [pick(parent)] + [pick(n) for n in _neighbours(parent)]
+class GatherPlan:
+    """``src[..., index]`` for a fixed ``index`` into ``size`` positions, with a
+    backward that sums each position's gradient in a fixed order (a float64
+    running sum over the entries sorted by position, differenced at the ends of
+    each position's run) on CUDA instead of atomic adds: deterministic, and fast
+    where many entries read one position (the context's zero), where a GPU's
+    atomic adds serialise. On the CPU, whose ``index_add_`` is sequential, that
+    (the same sums, fewer temporaries)."""
+
+    def __init__(self, index: torch.Tensor, size: int) -> None:
+        self.index = index
+        self.size = size
+        self.order = torch.argsort(index, stable=True)
+        counts = torch.bincount(index, minlength=size)
+        self.ends = torch.cumsum(counts, 0)
+        self.starts = self.ends - counts
+
+    def __call__(self, src: torch.Tensor) -> torch.Tensor:
+        return _Gather.apply(src, self)
 
 
-def _window(shape, fraction: float, gen: torch.Generator | None, device):
-    """Rows and columns of a random window of about ``fraction`` of a grid,
-    starting on even positions (so the checkerboard and the parents line up)."""
-    h, w = shape
-    if fraction >= 1 or gen is None:
-        return 0, h, 0, w
-    hh = min(h, 2 * math.ceil(h * math.sqrt(fraction) / 2))
-    ww = min(w, 2 * math.ceil(w * math.sqrt(fraction) / 2))
-    r0 = 2 * int(torch.randint(0, (h - hh) // 2 + 1, (1,), generator=gen, device=gen.device).item()) if hh < h else 0
-    c0 = 2 * int(torch.randint(0, (w - ww) // 2 + 1, (1,), generator=gen, device=gen.device).item()) if ww < w else 0
-    return r0, r0 + hh, c0, c0 + ww
+class _Gather(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, src, plan):
+        ctx.plan = plan
+        return src.index_select(-1, plan.index)
+
+    @staticmethod
+    def backward(ctx, grad):
+        plan = ctx.plan
+        if not grad.is_cuda:
+            return grad.new_zeros((*grad.shape[:-1], plan.size)).index_add_(-1, plan.index, grad), None
+        run = torch.cumsum(grad.index_select(-1, plan.order).double(), -1)
+        run = torch.nn.functional.pad(run, (1, 0))
+        out = run.index_select(-1, plan.ends) - run.index_select(-1, plan.starts)
+        return out.to(grad.dtype), None
 
 
-def laplace_bits(y: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    """-log2 of the Laplace(mu, b) mass of [y - 1/2, y + 1/2], b = B_MIN RHO**sigma."""
+def laplace_bits(y: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, radius: int | None = None) -> torch.Tensor:
+    """-log2 of the Laplace(mu, b) mass of [y - 1/2, y + 1/2], b = B_MIN RHO**sigma.
+
+    With a ``radius``, the mass is taken relative to that of the coder's
+    alphabet, the residuals ``-radius..radius`` around ``floor(mu)``
+    (:func:`core.entropy.model_table`, normalised): at large scales the coder
+    spends about ``log2(2 radius + 1)`` bits per symbol, where the untruncated
+    density would count up to twice that."""
     b = B_MIN * torch.exp(sigma.clamp(0, N_SCALES - 1) * _LN_RHO)
     d = (y - mu).abs()
     upper = torch.exp(-(d + 0.5) / b)
@@ -52,11 +138,20 @@ def laplace_bits(y: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor) -> torc
     tail = 0.5 * (lower - upper)  # |d| >= 1/2
     centre = 1 - 0.5 * (torch.exp(-(0.5 - d).clamp(min=0) / b) + upper)  # |d| < 1/2
     p = torch.where(d >= 0.5, tail, centre)
-    return -torch.log2(p.clamp(min=_MIN_P))
+    bits = -torch.log2(p.clamp(min=_MIN_P))
+    if radius is None:
+        return bits
+    frac = mu - torch.floor(mu).detach()  # mu's offset from the alphabet's centre, 0..1
+    outside = 0.5 * (torch.exp(-(radius + 0.5 + frac) / b) + torch.exp(-(radius + 0.5 - frac) / b))
+    return bits + torch.log2((1 - outside).clamp(min=_MIN_P))
 
 
 def _ste(x: torch.Tensor) -> torch.Tensor:
-    return x + (torch.round(x) - x).detach()
+    """``floor(x + 1/2)`` forward, identity backward. Half up, as the coder's
+    integer ``(x + step // 2) // step``: ``torch.round`` rounds ties to even,
+    and the context's integer means and scales often sit on a tie (a mean a
+    quarter off at the smallest scale costs a bit instead of a hundredth)."""
+    return x + (torch.floor(x + 0.5) - x).detach()
 
 
 def coded_params(mu: torch.Tensor, sigma: torch.Tensor, lo: int, hi: int):
@@ -68,43 +163,26 @@ def coded_params(mu: torch.Tensor, sigma: torch.Tensor, lo: int, hi: int):
     return mu, _ste(sigma).clamp(0, N_SCALES - 1)
 
 
-def latent_bits(
-    latents: list[torch.Tensor], ctx: torch.Tensor, masks: list[torch.Tensor], lo: int, hi: int, first: int = 0,
-    sample: float = 1.0, gen: torch.Generator | None = None,
-) -> torch.Tensor:
-    """Total bits of all latent grids; ``ctx`` is (levels, 2, 12) in real units
-    (the stored int16 divided by 256); ``masks[l]`` marks level l's anchors;
-    ``lo..hi`` is the latent range; levels below ``first`` are left out.
+def flat_bits(flat: torch.Tensor, ctx: torch.Tensor, table: ContextTable, lo: int, hi: int, first: int = 0) -> torch.Tensor:
+    """Total bits of the flat latents of every level (see :class:`ContextTable`);
+    ``ctx`` is (levels, 2, 12) in real units (the stored int16 divided by
+    256); ``lo..hi`` is the latent range; levels below ``first`` are left out."""
+    latent_plan, feature_plan = table.plans(first)
+    ext = torch.cat([flat, flat.new_zeros(1)])
+    y = latent_plan(ext)
+    feats = feature_plan(ext).view(N_FEATURES, -1)
+    sizes = table.group_sizes[2 * first :]
+    # one small product per group: the parameters are shared within a group, and
+    # split's backward is one concatenation (slicing's would write a zero tensor each)
+    p = ctx.reshape(-1, N_CTX_PARAMS)[2 * first :]
+    mu = torch.cat([torch.addmm(p[g, N_FEATURES : N_FEATURES + 1], p[g, None, :N_FEATURES], f)
+                    for g, f in enumerate(feats.split(sizes, 1))], 1)[0]
+    sigma = torch.cat([torch.addmm(p[g, N_CTX_PARAMS - 1 :], p[g, None, N_FEATURES + 1 : N_CTX_PARAMS - 1], f)
+                       for g, f in enumerate(feats.abs().split(sizes, 1))], 1)[0]
+    return laplace_bits(y, *coded_params(mu, sigma, lo, hi), radius=hi - lo + 1).sum()
 
-    With ``sample < 1`` (and a generator), levels of at least
-    ``SAMPLE_MIN_LATENTS`` latents are estimated from a random window of about
-    that fraction of their area, scaled up: an unbiased estimate that costs
-    about ``sample`` of the exact one (used by the fit to make steps cheaper)."""
-    total = latents[0].new_zeros(())
-    n = len(latents)
-    for level in range(first, n):
-        y = latents[level]
-        h, w = y.shape
-        frac = sample if h * w >= SAMPLE_MIN_LATENTS else 1.0
-        r0, r1, c0, c1 = _window((h, w), frac, gen, y.device)
-        rows = torch.arange(r0, r1, device=y.device)
-        cols = torch.arange(c0, c1, device=y.device)
-        parent = latents[level + 1] if level + 1 < n else None
-        par = _parent(parent, rows, cols, y)
-        fa = torch.stack(par)
-        yp = F.pad(y[None, None], (1, 1, 1, 1))[0, 0]
-        nb = [yp[r0:r1, c0 + 1 : c1 + 1], yp[r0 + 2 : r1 + 2, c0 + 1 : c1 + 1], yp[r0 + 1 : r1 + 1, c0:c1], yp[r0 + 1 : r1 + 1, c0 + 2 : c1 + 2]]
-        fn = torch.stack(nb + [par[0]])
-        out = []
-        for feats, p in ((fa, ctx[level, 0]), (fn, ctx[level, 1])):
-            wgt, b_mu = p[:N_FEATURES], p[N_FEATURES]
-            v, b_sig = p[N_FEATURES + 1 : 2 * N_FEATURES + 1], p[2 * N_FEATURES + 1]
-            mu = torch.tensordot(wgt, feats, dims=1) + b_mu
-            sigma = torch.tensordot(v, feats.abs(), dims=1) + b_sig
-            out.append((mu, sigma))
-        m = masks[level][r0:r1, c0:c1]
-        mu = torch.where(m, out[0][0], out[1][0])
-        sigma = torch.where(m, out[0][1], out[1][1])
-        bits = laplace_bits(y[r0:r1, c0:c1], *coded_params(mu, sigma, lo, hi)).sum()
-        total = total + (bits * (h * w / ((r1 - r0) * (c1 - c0))) if (r1 - r0) * (c1 - c0) < h * w else bits)
-    return total
+
+def latent_bits(latents: list[torch.Tensor], ctx: torch.Tensor, lo: int, hi: int, first: int = 0) -> torch.Tensor:
+    """:func:`flat_bits` of a list of grids (level 0 first)."""
+    table = ContextTable([tuple(y.shape) for y in latents], latents[0].device)
+    return flat_bits(torch.cat([y.reshape(-1) for y in latents]), ctx, table, lo, hi, first)

@@ -1,0 +1,34 @@
+"""The synthesis' two ways of upsampling a latent grid agree: the interpolation
+matrices the fit uses on CUDA (a deterministic backward) and torch's bilinear
+upsampling used on the CPU."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from core.grid.arch import _lerp_matrix
+
+
+@pytest.mark.parametrize("shape, size", [((256, 384), (512, 768)), ((7, 5), (50, 37)), ((4, 6), (32, 48)), ((3, 3), (5, 6))])
+def test_interpolation_matrices_equal_bilinear_upsampling(shape, size):
+    y = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    ref = F.interpolate(y[None, None], size=size, mode="bilinear", align_corners=False)[0, 0]
+    got = _lerp_matrix(size[0], shape[0], "cpu") @ y @ _lerp_matrix(size[1], shape[1], "cpu").t()
+    assert torch.allclose(got, ref, atol=1e-5)
+    # each output mixes at most two inputs per axis, with weights summing to 1
+    m = _lerp_matrix(size[0], shape[0], "cpu")
+    assert torch.allclose(m.sum(1), torch.ones(size[0])) and ((m > 0).sum(1) <= 2).all()
+
+
+@pytest.mark.parametrize("widths", [(16, 16), (8,), ()])
+def test_planes_equal_the_pixel_major_render(widths):
+    from core.grid.arch import GridArch, synthesize, synthesize_planes
+
+    gen = torch.Generator().manual_seed(1)
+    height, width = 37, 53
+    arch = GridArch(4, widths, 3)
+    latents = [torch.randn(s, generator=gen) for s in arch.grid_shapes(height, width)]
+    layers = [(torch.randn(o, i, generator=gen), torch.randn(o, generator=gen)) for o, i in arch.layer_shapes()]
+    ref = synthesize(latents, layers, (height, width), row_block=height)
+    planes = synthesize_planes(latents, layers, (height, width))
+    assert planes.shape == (3, height, width)
+    assert torch.allclose(planes.permute(1, 2, 0), ref, atol=1e-4)
