@@ -4,8 +4,10 @@ uniform noise, soft rounding). The Stochastic Gumbel Annealing family (SGA,
 SGA+) is in :mod:`core.sga`.
 
 A rounding method is a callable ``method(latents, step) -> tensor`` taking the
-real-valued latents and a :class:`RoundingStep`, and returning the tensor the
-synthesis and the rate model see at that step. Methods are registered through
+real-valued latents (a tensor of any shape: the grid fit passes several levels
+at once, flattened, so methods work elementwise) and a :class:`RoundingStep`,
+and returning the tensor, of the same shape, the synthesis and the rate model
+see at that step. Methods are registered through
 the plugin hook ``ani_rounding_methods`` (:mod:`core.hooks`); the built-in ones
 register through it too (:mod:`core.builtin_plugin`). Whatever the method, the
 file always stores hard-rounded integers: the fit ends by freezing
