@@ -7,7 +7,7 @@ import torch
 
 from core.grid.arch import GridArch, default_levels
 from core.grid.context import N_CTX_PARAMS, N_FEATURES, anchor_mask, features_np
-from core.grid.rate import ContextTable, coded_params, flat_bits, laplace_bits, latent_bits
+from core.grid.rate import ContextTable, GatherPlan, coded_params, flat_bits, laplace_bits, latent_bits
 
 
 def _grids(height, width, seed=0):
@@ -140,3 +140,21 @@ def test_a_mean_on_a_tie_rounds_up_as_the_coder_does():
     per_latent = cost_bits(np.array([1]), 0, MU_DIV - 1, hi - lo + 1)  # residual 1 from floor(-1/4) = -1, f = 3
     assert per_latent < 0.01
     assert est == pytest.approx(per_latent * sum(g.size for g in grids), rel=1e-3)
+
+
+def test_the_ordered_sums_of_the_cuda_backward_equal_index_add():
+    """GatherPlan's backward on CUDA (sorted running sums, no atomics), run on the
+    CPU: the same sums as index_add_, with one position read by a third of the
+    entries (as the context's zero is) and a position read by none."""
+    gen = torch.Generator().manual_seed(9)
+    index = torch.randint(0, 40, (3000,), generator=gen)
+    index[:1000] = 40
+    plan = GatherPlan(index, 42)
+    grad = torch.randn(5, 3000, generator=gen)
+    want = torch.zeros(5, 42, dtype=torch.float64).index_add_(-1, index, grad.double())
+    got = plan.sum_sorted(grad)
+    assert got.dtype == grad.dtype and got.shape == (5, 42)
+    assert torch.allclose(got.double(), want, atol=1e-5) and (got[:, 41] == 0).all()
+    src = torch.randn(5, 42, generator=gen, requires_grad=True)
+    plan(src).backward(grad)
+    assert torch.allclose(src.grad, got, atol=1e-5)

@@ -97,13 +97,22 @@ class GatherPlan:
     def __init__(self, index: torch.Tensor, size: int) -> None:
         self.index = index
         self.size = size
-        self.order = torch.argsort(index, stable=True)
-        counts = torch.bincount(index, minlength=size)
-        self.ends = torch.cumsum(counts, 0)
-        self.starts = self.ends - counts
+        self._runs = None
 
     def __call__(self, src: torch.Tensor) -> torch.Tensor:
         return _Gather.apply(src, self)
+
+    def sum_sorted(self, grad: torch.Tensor) -> torch.Tensor:
+        """The gradient of the source: ``grad``'s entries summed per position
+        over the last axis, in the fixed order (the order and each position's
+        run are found once, on first use)."""
+        if self._runs is None:
+            counts = torch.bincount(self.index, minlength=self.size)
+            ends = torch.cumsum(counts, 0)
+            self._runs = torch.argsort(self.index, stable=True), ends - counts, ends
+        order, starts, ends = self._runs
+        run = torch.nn.functional.pad(torch.cumsum(grad.index_select(-1, order).double(), -1), (1, 0))
+        return (run.index_select(-1, ends) - run.index_select(-1, starts)).to(grad.dtype)
 
 
 class _Gather(torch.autograd.Function):
@@ -115,12 +124,9 @@ class _Gather(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         plan = ctx.plan
-        if not grad.is_cuda:
-            return grad.new_zeros((*grad.shape[:-1], plan.size)).index_add_(-1, plan.index, grad), None
-        run = torch.cumsum(grad.index_select(-1, plan.order).double(), -1)
-        run = torch.nn.functional.pad(run, (1, 0))
-        out = run.index_select(-1, plan.ends) - run.index_select(-1, plan.starts)
-        return out.to(grad.dtype), None
+        if grad.is_cuda:
+            return plan.sum_sorted(grad), None
+        return grad.new_zeros((*grad.shape[:-1], plan.size)).index_add_(-1, plan.index, grad), None
 
 
 def laplace_bits(y: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, radius: int | None = None) -> torch.Tensor:
