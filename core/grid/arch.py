@@ -92,7 +92,7 @@ def synthesize(latents, layers, size, row_block: int = 128):
 
     height, width = size
     if row_block >= height:  # whole image at once
-        x = torch.cat([_upsample(y, size)[None, None] for y in latents], dim=1)[0].permute(1, 2, 0).reshape(-1, len(latents))
+        x = torch.stack([_upsample(y, size) for y in latents], dim=-1).reshape(-1, len(latents))
         return (_mlp(x, layers) + 0.5).reshape(height, width, -1)
     outs = []
     cols = [_lerp_index(w.shape[1], width, latents[0].device) for w in latents]
