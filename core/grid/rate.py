@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..entropy import B_MIN, MU_DIV, N_SCALES, RHO
-from .context import N_CTX_PARAMS, N_FEATURES, anchor_mask
+from .context import N_CTX_PARAMS, N_FEATURES, anchor_mask, features_np
 
 _LN_RHO = math.log(RHO)
 _MIN_P = 2.0**-24
@@ -46,26 +46,17 @@ class ContextTable:
         self.sizes = [h * w for h, w in shapes]
         offsets = np.concatenate([[0], np.cumsum(self.sizes)])
         zero = int(offsets[-1])
+        # the reference features of grids holding their own flat positions, 1-based
+        # so that the reference's zero padding (outside a grid, no parent) reads 0
+        ids = [offsets[level] + 1 + np.arange(h * w).reshape(h, w) for level, (h, w) in enumerate(shapes)]
         pos, index, self.group_sizes = [], [], []
-        for level, (h, w) in enumerate(shapes):
-            i, j = np.indices((h, w))
-            anchors = anchor_mask((h, w))
-
-            def at(off, hh, ww, r, c):
-                inside = (r >= 0) & (r < hh) & (c >= 0) & (c < ww)
-                return np.where(inside, off + np.clip(r, 0, hh - 1) * ww + np.clip(c, 0, ww - 1), zero)
-
-            own = [at(offsets[level], h, w, i + di, j + dj) for di, dj in ((-1, 0), (1, 0), (0, -1), (0, 1))]
-            if level + 1 < len(shapes):
-                hp, wp = shapes[level + 1]
-                pi, pj = i // 2, j // 2
-                par = [at(offsets[level + 1], hp, wp, pi + di, pj + dj)
-                       for di, dj in ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1))]
-            else:
-                par = [np.full((h, w), zero)] * 5
-            for mask, feats in ((anchors, np.stack(par)), (~anchors, np.stack(own + [par[0]]))):
-                pos.append(offsets[level] + (i * w + j)[mask])
-                index.append(feats[:, mask])
+        for level, grid in enumerate(ids):
+            parent = ids[level + 1] if level + 1 < len(ids) else None
+            for is_anchor in (True, False):
+                mask = anchor_mask(grid.shape) == is_anchor
+                feats = features_np(grid, parent, is_anchor)[:, mask] - 1
+                index.append(np.where(feats < 0, zero, feats))
+                pos.append(grid[mask] - 1)
                 self.group_sizes.append(int(mask.sum()))
         self.pos = torch.from_numpy(np.concatenate(pos)).to(device)
         self.index = torch.from_numpy(np.concatenate(index, axis=1)).to(device)
@@ -129,12 +120,12 @@ class _Gather(torch.autograd.Function):
         return grad.new_zeros((*grad.shape[:-1], plan.size)).index_add_(-1, plan.index, grad), None
 
 
-def laplace_bits(y: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, radius: int | None = None) -> torch.Tensor:
+def laplace_bits(y: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, radius: int) -> torch.Tensor:
     """-log2 of the Laplace(mu, b) mass of [y - 1/2, y + 1/2], b = B_MIN RHO**sigma.
 
-    With a ``radius``, the mass is taken relative to that of the coder's
-    alphabet, the residuals ``-radius..radius`` around ``floor(mu)``
-    (:func:`core.entropy.model_table`, normalised): at large scales the coder
+    The mass is taken relative to that of the coder's alphabet, the residuals
+    ``-radius..radius`` around ``floor(mu)`` (:func:`core.entropy.model_table`,
+    normalised): at large scales the coder
     spends about ``log2(2 radius + 1)`` bits per symbol, where the untruncated
     density would count up to twice that."""
     b = B_MIN * torch.exp(sigma.clamp(0, N_SCALES - 1) * _LN_RHO)
@@ -145,8 +136,6 @@ def laplace_bits(y: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, radius:
     centre = 1 - 0.5 * (torch.exp(-(0.5 - d).clamp(min=0) / b) + upper)  # |d| < 1/2
     p = torch.where(d >= 0.5, tail, centre)
     bits = -torch.log2(p.clamp(min=_MIN_P))
-    if radius is None:
-        return bits
     frac = mu - torch.floor(mu).detach()  # mu's offset from the alphabet's centre, 0..1
     outside = 0.5 * (torch.exp(-(radius + 0.5 + frac) / b) + torch.exp(-(radius + 0.5 - frac) / b))
     return bits + torch.log2((1 - outside).clamp(min=_MIN_P))
