@@ -12,8 +12,9 @@ Phases, indexed by the fraction ``p`` of the step budget:
     of :func:`core.rounding.temperature` (for level 0 after a coarse phase,
     restarted when it joins);
   * from ``QAT_START`` the synthesis weights are LSQ-quantized at ``bits``;
-  * from ``FREEZE`` the latents are hard-rounded and frozen, only the
-    networks adapt to them.
+  * from ``FREEZE`` the latents are hard-rounded and frozen: the context
+    model is fitted to them alone (:mod:`core.grid.context_fit`, rate only),
+    then the synthesis adapts to them (distortion only).
 Adam, one learning rate per group (latents, networks, context model),
 following a cosine from its start value to 2 % of it over the budget. The
 values below were chosen by measurement on Kodak images and crops at a few
@@ -36,7 +37,8 @@ from ..hooks import resolve, rounding_methods
 from ..options import EncodeOptions
 from .arch import GridArch, default_levels, synthesize_planes
 from .bitstream import TAG_LATENTS, TAG_MODEL, BIAS_BITS, GridModel, latent_range, read_latents, read_model, write_latents, write_model
-from .context import CTX_FRAC, CTX_LIMIT, N_CTX_PARAMS, N_FEATURES
+from .context import CTX_FRAC, N_CTX_PARAMS, N_FEATURES
+from .context_fit import fit_context, quantize_ctx
 from .decode import render
 from ..lsq import LSQ
 from ..rounding import RoundingStep, temperature
@@ -239,6 +241,12 @@ def fit_grid(image: np.ndarray, opts: EncodeOptions, progress=None, trace=None, 
             if p >= FREEZE and frozen is None:
                 frozen = torch.round(flat.detach()).clamp(lo, hi)
                 opt.param_groups[0]["params"] = []
+                # the rate now depends on the context parameters only: fit them
+                # once, and spare the remaining steps the rate term
+                best, frozen_bits = fit_context(frozen, ctx_train, gain, table, lo, hi)
+                with torch.no_grad():
+                    ctx_train.copy_(best)
+                opt.param_groups[2]["params"] = []
             coarse = step < coarse_steps
             rstep = RoundingStep(step, steps, temperature(p, opts.tau_decay, opts.tau_max), opts, dev_gen)
             if frozen is not None:
@@ -260,8 +268,10 @@ def fit_grid(image: np.ndarray, opts: EncodeOptions, progress=None, trace=None, 
             else:
                 out = synthesize_planes(grids, qlayers, (height, width))
                 mse = torch.mean((out - target) ** 2)
-            ctx = ctx_train * gain
-            bits = flat_bits(yq, ctx, table, lo, hi, first=1 if coarse else 0)
+            if frozen is None:
+                bits = flat_bits(yq, ctx_train * gain, table, lo, hi, first=1 if coarse else 0)
+            else:
+                bits = frozen_bits
             loss = mse + lam * bits / n_pix
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -327,7 +337,7 @@ def _hard_loss(flat, table, shapes, layers, quant, ctx, target, lo, hi) -> tuple
     """MSE and latent bits with the latents and context model as they would be
     stored (the weights as they are at this step: LSQ-quantized from ``QAT_START``)."""
     ints = torch.round(flat).clamp(lo, hi)
-    ctx = torch.clamp(torch.round(ctx * CTX_FRAC), -CTX_LIMIT, CTX_LIMIT) / CTX_FRAC
+    ctx = quantize_ctx(ctx) / CTX_FRAC
     qlayers = [(qw(w), qb(b)) for (w, b), (qw, qb) in zip(layers, quant)]
     out = synthesize_planes(_grids(ints, table.sizes, shapes), qlayers, tuple(target.shape[1:]))
     return torch.mean((out - target) ** 2).item(), flat_bits(ints, ctx, table, lo, hi).item()
@@ -337,7 +347,7 @@ def _hard_loss(flat, table, shapes, layers, quant, ctx, target, lo, hi) -> tuple
 def _export(arch, bits, layers, quant, ctx, flat, table, shapes, lo, hi):
     ints_flat = torch.round(flat).clamp(lo, hi)
     ints = _grids(ints_flat, table.sizes, shapes)
-    ctx_q = torch.clamp(torch.round(ctx * CTX_FRAC), -CTX_LIMIT, CTX_LIMIT)
+    ctx_q = quantize_ctx(ctx)
     est_bits = float(flat_bits(ints_flat, ctx_q / CTX_FRAC, table, lo, hi))
     weights = []
     for (w, b), (qw, qb) in zip(layers, quant):

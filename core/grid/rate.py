@@ -162,6 +162,18 @@ def flat_bits(flat: torch.Tensor, ctx: torch.Tensor, table: ContextTable, lo: in
     """Total bits of the flat latents of every level (see :class:`ContextTable`);
     ``ctx`` is (levels, 2, 12) in real units (the stored int16 divided by
     256); ``lo..hi`` is the latent range; levels below ``first`` are left out."""
+    return entry_bits(flat, ctx, table, lo, hi, first).sum()
+
+
+def group_bits(flat: torch.Tensor, ctx: torch.Tensor, table: ContextTable, lo: int, hi: int) -> torch.Tensor:
+    """:func:`flat_bits` per group of entries (``2 * level + pass``, all levels):
+    a (levels * 2,) tensor, each group's bits depending on that group's
+    parameters only."""
+    return torch.stack([b.sum() for b in entry_bits(flat, ctx, table, lo, hi).split(table.group_sizes)])
+
+
+def entry_bits(flat: torch.Tensor, ctx: torch.Tensor, table: ContextTable, lo: int, hi: int, first: int = 0) -> torch.Tensor:
+    """The bits of every entry from level ``first`` on (:func:`flat_bits` unsummed)."""
     latent_plan, feature_plan = table.plans(first)
     ext = torch.cat([flat, flat.new_zeros(1)])
     y = latent_plan(ext)
@@ -174,7 +186,7 @@ def flat_bits(flat: torch.Tensor, ctx: torch.Tensor, table: ContextTable, lo: in
                     for g, f in enumerate(feats.split(sizes, 1))], 1)[0]
     sigma = torch.cat([torch.addmm(p[g, N_CTX_PARAMS - 1 :], p[g, None, N_FEATURES + 1 : N_CTX_PARAMS - 1], f)
                        for g, f in enumerate(feats.abs().split(sizes, 1))], 1)[0]
-    return laplace_bits(y, *coded_params(mu, sigma, lo, hi), radius=hi - lo + 1).sum()
+    return laplace_bits(y, *coded_params(mu, sigma, lo, hi), radius=hi - lo + 1)
 
 
 def latent_bits(latents: list[torch.Tensor], ctx: torch.Tensor, lo: int, hi: int, first: int = 0) -> torch.Tensor:
