@@ -61,3 +61,46 @@ def test_zero_steps_returns_the_start():
     best, bits = fit_context(flat, start, gain, table, LO, HI, steps=0)
     assert torch.equal(best, start)
     assert float(bits) == float(flat_bits(flat, _stored(start, gain), table, LO, HI))
+
+
+def _fit_calls(monkeypatch, image, every):
+    """(step count of each context fit, how many the loop had run) in one grid fit at effort 1."""
+    from core.grid import fit as F
+    from core.options import EncodeOptions
+
+    calls, steps_run = [], []
+    real = F.fit_context
+
+    def spy(*args, **kwargs):
+        calls.append((kwargs.get("steps"), len(steps_run)))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(F, "fit_context", spy)
+    monkeypatch.setattr(F, "CTX_REFIT_EVERY", every)
+    fitted = F.fit_grid(image, EncodeOptions(quality=50, effort=1), progress=lambda done, total: steps_run.append(done))
+    return calls, fitted.stats["steps"]
+
+
+def test_context_is_refitted_during_the_fit_and_fitted_at_the_freeze(monkeypatch):
+    from core.grid import fit as F
+    from plugin_support import kodak_crop
+
+    calls, steps = _fit_calls(monkeypatch, kodak_crop(), every=10)
+    freeze = next(s for s in range(steps) if s / steps >= F.FREEZE)
+    refits = [at for n, at in calls if n == F.CTX_REFIT_STEPS]
+    # every 10 steps until the freeze (not at step 0: the latents are all zero there)
+    assert refits == list(range(10, freeze, 10))
+    assert calls[-1] == (None, freeze)  # then once with the default steps, when the latents freeze
+    assert len(calls) == len(refits) + 1
+
+
+def test_refits_start_when_the_finest_level_joins(monkeypatch):
+    from core.grid import fit as F
+    from plugin_support import kodak_crop
+
+    image = kodak_crop("kodim05", (0, 0, 256, 256))  # big enough for the half-resolution phase
+    calls, steps = _fit_calls(monkeypatch, image, every=5)
+    _, coarse = F.schedule(F.EFFORT_STEPS[1], 50, big=True)
+    assert steps == F.schedule(F.EFFORT_STEPS[1], 50, big=True)[0] and coarse > 0
+    refits = [at for n, at in calls if n == F.CTX_REFIT_STEPS]
+    assert refits[0] == coarse and all(b - a == 5 for a, b in zip(refits, refits[1:]))
