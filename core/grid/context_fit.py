@@ -1,8 +1,11 @@
-"""Fitting the context model alone, to the latents once they are frozen.
+"""Fitting the context model alone to given integer latents, by their code length.
 
-From ``FREEZE`` on the latents are integers that no longer change, so the
+The grid fit uses it twice (:mod:`core.grid.fit`): every ``CTX_REFIT_EVERY``
+steps, for a few steps, on the hard-rounded latents of the moment, so that the
+latents train against a rate close to the coder's; and once at ``FREEZE``,
+from which on the latents are integers that no longer change, so the
 parameters of the context model (:mod:`core.grid.context`) only have to
-minimise the code length of those integers; the synthesis steps that follow
+minimise the code length of those integers and the synthesis steps that follow
 need no rate term at all. Fitted alongside everything else, the context model
 lags behind the latents it codes: on kodim01 at quality 60 the stored model
 spent 700 kbit on latents that 60 steps of this fit code in 546 kbit (-22 %;

@@ -82,8 +82,9 @@ COARSE_MIN_PIXELS = 256 * 256
 #: latents by ``CTX_REFIT_STEPS`` rate-only steps (:func:`.context_fit.fit_context`):
 #: fitted alongside the latents it lags them by up to a third of their code length
 #: (kodim01, quality 60), and the latents train against that wrong rate. On 256x256
-#: crops of kodim01/05/15/23 at qualities 30 and 60 the fit's objective fell by
-#: 0.3-13 % (one image at one quality rose by 0.3 %), at about 10 % more time
+#: crops of kodim01/05/15/23 (1000-step budget) the fit's objective fell by 1.8-13.4 %
+#: in 7 of 8 fits at qualities 30 and 60 (rose by 0.3 % in one) and changed by
+#: -0.9..+0.3 % at quality 10, for about 10 % more CPU time
 CTX_REFIT_EVERY = 50
 CTX_REFIT_STEPS = 20
 
