@@ -104,3 +104,10 @@ def test_refits_start_when_the_finest_level_joins(monkeypatch):
     assert steps == F.schedule(F.EFFORT_STEPS[1], 50, big=True)[0] and coarse > 0
     refits = [at for n, at in calls if n == F.CTX_REFIT_STEPS]
     assert refits[0] == coarse and all(b - a == 5 for a, b in zip(refits, refits[1:]))
+
+
+def test_no_refits_when_switched_off(monkeypatch):
+    from plugin_support import kodak_crop
+
+    calls, _ = _fit_calls(monkeypatch, kodak_crop(), every=0)
+    assert [n for n, _ in calls] == [None]  # the fit at the freeze only

@@ -84,8 +84,8 @@ COARSE_MIN_PIXELS = 256 * 256
 #: (kodim01, quality 60), and the latents train against that wrong rate. On 256x256
 #: crops of kodim01/05/15/23 (1000-step budget) the fit's objective fell by 1.8-13.4 %
 #: in 7 of 8 fits at qualities 30 and 60 (rose by 0.3 % in one) and changed by
-#: -0.9..+0.3 % at quality 10, for about 10 % more CPU time
-CTX_REFIT_EVERY = 50
+#: -0.3..-1.0 % at quality 10, for about 10 % more CPU time
+CTX_REFIT_EVERY = 50  # 0: no refits
 CTX_REFIT_STEPS = 20
 
 
@@ -260,7 +260,8 @@ def fit_grid(image: np.ndarray, opts: EncodeOptions, progress=None, trace=None, 
                     ctx_train.copy_(best)
                 opt.param_groups[2]["params"] = []
             coarse = step < coarse_steps
-            if frozen is None and step > 0 and step >= coarse_steps and (step - coarse_steps) % CTX_REFIT_EVERY == 0:
+            if (CTX_REFIT_EVERY and frozen is None and step > 0 and step >= coarse_steps
+                    and (step - coarse_steps) % CTX_REFIT_EVERY == 0):
                 best, _ = fit_context(torch.round(flat.detach()).clamp(lo, hi), ctx_train, gain, table, lo, hi,
                                       steps=CTX_REFIT_STEPS)
                 with torch.no_grad():
