@@ -6,7 +6,7 @@ import torch
 
 from core.grid.arch import GridArch, default_levels
 from core.grid.context import CTX_FRAC, N_CTX_PARAMS, N_FEATURES
-from core.grid.context_fit import fit_context, quantize_ctx
+from core.grid.context_fit import CTX_FIT_STEPS, fit_context, quantize_ctx
 from core.grid.rate import ContextTable, flat_bits, group_bits
 
 LO, HI = -8, 7
@@ -90,7 +90,7 @@ def test_context_is_refitted_during_the_fit_and_fitted_at_the_freeze(monkeypatch
     refits = [at for n, at in calls if n == F.CTX_REFIT_STEPS]
     # every 10 steps until the freeze (not at step 0: the latents are all zero there)
     assert refits == list(range(10, freeze, 10))
-    assert calls[-1] == (None, freeze)  # then once with the default steps, when the latents freeze
+    assert calls[-1] == (CTX_FIT_STEPS, freeze)  # then once with the full step count, when the latents freeze
     assert len(calls) == len(refits) + 1
 
 
@@ -110,4 +110,4 @@ def test_no_refits_when_switched_off(monkeypatch):
     from plugin_support import kodak_crop
 
     calls, _ = _fit_calls(monkeypatch, kodak_crop(), every=0)
-    assert [n for n, _ in calls] == [None]  # the fit at the freeze only
+    assert [n for n, _ in calls] == [CTX_FIT_STEPS]  # the fit at the freeze only

@@ -40,7 +40,7 @@ from ..options import EncodeOptions
 from .arch import GridArch, default_levels, synthesize_planes
 from .bitstream import TAG_LATENTS, TAG_MODEL, BIAS_BITS, GridModel, latent_range, read_latents, read_model, write_latents, write_model
 from .context import CTX_FRAC, N_CTX_PARAMS, N_FEATURES
-from .context_fit import fit_context, quantize_ctx
+from .context_fit import CTX_FIT_STEPS, fit_context, quantize_ctx
 from .decode import render
 from ..lsq import LSQ
 from ..rounding import RoundingStep, temperature
@@ -239,6 +239,13 @@ def fit_grid(image: np.ndarray, opts: EncodeOptions, progress=None, trace=None, 
         zeros_coarse = torch.zeros((h1, w1), device=device)
         zeros_0 = torch.zeros(n0, device=device)
 
+    def refit_context(ints, n_steps):
+        """The context parameters fitted to integer latents alone (in place); their bits."""
+        best, bits = fit_context(ints, ctx_train, gain, table, lo, hi, steps=n_steps)
+        with torch.no_grad():
+            ctx_train.copy_(best)
+        return bits
+
     with _deterministic(device):
         frozen = None
         for step in range(steps):
@@ -255,17 +262,12 @@ def fit_grid(image: np.ndarray, opts: EncodeOptions, progress=None, trace=None, 
                 opt.param_groups[0]["params"] = []
                 # the rate now depends on the context parameters only: fit them
                 # once, and spare the remaining steps the rate term
-                best, frozen_bits = fit_context(frozen, ctx_train, gain, table, lo, hi)
-                with torch.no_grad():
-                    ctx_train.copy_(best)
+                frozen_bits = refit_context(frozen, CTX_FIT_STEPS)
                 opt.param_groups[2]["params"] = []
             coarse = step < coarse_steps
             if (CTX_REFIT_EVERY and frozen is None and step > 0 and step >= coarse_steps
                     and (step - coarse_steps) % CTX_REFIT_EVERY == 0):
-                best, _ = fit_context(torch.round(flat.detach()).clamp(lo, hi), ctx_train, gain, table, lo, hi,
-                                      steps=CTX_REFIT_STEPS)
-                with torch.no_grad():
-                    ctx_train.copy_(best)
+                refit_context(torch.round(flat.detach()).clamp(lo, hi), CTX_REFIT_STEPS)
             rstep = RoundingStep(step, steps, temperature(p, opts.tau_decay, opts.tau_max), opts, dev_gen)
             if frozen is not None:
                 yq = frozen
