@@ -1,6 +1,7 @@
 """Is the grid fit's loop bound by the GPU or by the host? (issue #8, CUDA target)
 
     python benchmarks/cuda_fit.py kodim23 --steps 100 200 --json out.json
+    python benchmarks/cuda_fit.py kodim23 --set CUDA_FILL_UNINITIALIZED=true   # a fit constant changed
 
 Needs a CUDA device. For each step count it runs a fit of a Kodak image at
 quality 45 with the default effort's schedule scaled to that many steps and
@@ -67,7 +68,10 @@ def measure(img, steps: int, quality: float, effort: int) -> dict:
     syncs = [str(w.message).splitlines()[0] for w in caught if "synchroniz" in str(w.message).lower()]
     nondet = sorted({str(w.message).split(" does not have")[0] for w in caught if "deterministic" in str(w.message)})
 
-    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+    # device activity only: with the host's events too the profile of a few
+    # hundred steps did not finish within a 10-minute call (session 7)
+    print(f"  [{steps} steps] timed fit {wall:.1f} s; profiling", flush=True)
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
         t1 = time.perf_counter()
         _fit(img, steps, quality, effort)
         torch.cuda.synchronize()
@@ -81,6 +85,7 @@ def measure(img, steps: int, quality: float, effort: int) -> dict:
         prof.key_averages(),
         key=lambda e: -getattr(e, "self_device_time_total", getattr(e, "self_cuda_time_total", 0)),
     )[:12]
+    print(f"  [{steps} steps] profiled fit {prof_wall:.1f} s", flush=True)
     again = _fit(img, steps, quality, effort)
     return {
         "same_bytes_twice": again.sections == fitted.sections,
@@ -111,9 +116,19 @@ def main(argv=None) -> None:
     ap.add_argument("--quality", type=float, default=45)
     ap.add_argument("--effort", type=int, default=5)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                    help="set a constant of core.grid.fit (JSON value), e.g. CUDA_FILL_UNINITIALIZED=true")
     args = ap.parse_args(argv)
 
     import torch
+
+    from core.grid import fit as F
+
+    for item in args.set:
+        name, _, value = item.partition("=")
+        if not hasattr(F, name):
+            raise SystemExit(f"core.grid.fit has no constant {name}")
+        setattr(F, name, json.loads(value))
 
     if not torch.cuda.is_available():
         raise SystemExit("cuda_fit: no CUDA device")
@@ -122,9 +137,14 @@ def main(argv=None) -> None:
         "device": torch.cuda.get_device_name(),
         "torch": torch.__version__,
         "image": args.image,
-        "runs": [measure(img, s, args.quality, args.effort) for s in args.steps],
+        "set": args.set,
+        "runs": [],
     }
-    for r in report["runs"]:
+    for steps in args.steps:  # each run reported as soon as measured
+        r = measure(img, steps, args.quality, args.effort)
+        report["runs"].append(r)
+        if args.json:
+            args.json.write_text(json.dumps(report, indent=1))
         print(f"{r['steps']:5d} steps: {r['ms_per_step']:.2f} ms/step, GPU busy {r['gpu_busy_fraction']:.2f}, "
               f"{r['kernels_per_step']:.0f} kernels/step, {r['sync_warnings']} synchronising calls, "
               f"{r['psnr']:.2f} dB, same bytes twice: {r['same_bytes_twice']}")
@@ -133,9 +153,7 @@ def main(argv=None) -> None:
         for k in r["nondeterministic_ops"]:
             print("   not deterministic:", k)
         for key, count, ms in r["top_device_ops"]:
-            print(f"   {ms:9.1f} ms  {count:6d}x  {key[:90]}")
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=1))
+            print(f"   {ms:9.1f} ms  {count:6d}x  {key[:90]}", flush=True)
 
 
 if __name__ == "__main__":
