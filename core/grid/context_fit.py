@@ -54,7 +54,7 @@ def fit_context(ints: torch.Tensor, ctx_train: torch.Tensor, gain: torch.Tensor,
     param = ctx_train.detach().clone().requires_grad_()
     best = param.detach().clone().view(-1, N_CTX_PARAMS)
     best_bits = None
-    opt = torch.optim.Adam([param], lr=lr)
+    opt = torch.optim.Adam([param], lr=lr, fused=param.is_cuda)  # one kernel per step on a GPU
     for i in range(steps + 1):
         real = param * gain
         stored = real + (quantize_ctx(real) / CTX_FRAC - real).detach()

@@ -180,12 +180,14 @@ def entry_bits(flat: torch.Tensor, ctx: torch.Tensor, table: ContextTable, lo: i
     feats = feature_plan(ext).view(N_FEATURES, -1)
     sizes = table.group_sizes[2 * first :]
     # one small product per group: the parameters are shared within a group, and
-    # split's backward is one concatenation (slicing's would write a zero tensor each)
+    # split's and unbind's backward are one concatenation or stack each (indexing
+    # a row per group would write a zero tensor and copy into it per group: on a
+    # GPU ~100 kernel launches per step)
     p = ctx.reshape(-1, N_CTX_PARAMS)[2 * first :]
-    mu = torch.cat([torch.addmm(p[g, N_FEATURES : N_FEATURES + 1], p[g, None, :N_FEATURES], f)
-                    for g, f in enumerate(feats.split(sizes, 1))], 1)[0]
-    sigma = torch.cat([torch.addmm(p[g, N_CTX_PARAMS - 1 :], p[g, None, N_FEATURES + 1 : N_CTX_PARAMS - 1], f)
-                       for g, f in enumerate(feats.abs().split(sizes, 1))], 1)[0]
+    w_mu, b_mu = p[:, None, :N_FEATURES].unbind(0), p[:, N_FEATURES : N_FEATURES + 1].unbind(0)
+    w_sig, b_sig = p[:, None, N_FEATURES + 1 : N_CTX_PARAMS - 1].unbind(0), p[:, N_CTX_PARAMS - 1 :].unbind(0)
+    mu = torch.cat([torch.addmm(b_mu[g], w_mu[g], f) for g, f in enumerate(feats.split(sizes, 1))], 1)[0]
+    sigma = torch.cat([torch.addmm(b_sig[g], w_sig[g], f) for g, f in enumerate(feats.abs().split(sizes, 1))], 1)[0]
     return laplace_bits(y, *coded_params(mu, sigma, lo, hi), radius=hi - lo + 1)
 
 
