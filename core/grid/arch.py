@@ -160,8 +160,8 @@ def conv_tail(x, convs, row_block: int | None = None):
     """The residual 3x3 convolutions of :class:`GridArch` on (C, H, W) planes:
     ``x = x + conv(x)`` per layer, edges replicated, a ReLU between layers.
     With ``row_block`` the rows are done in blocks (each with a halo of one row
-    per layer, cut off after) to bound the temporaries of large renders; the
-    values are those of the whole image at once."""
+    per layer, cut off after) to bound the temporaries of large renders: the
+    values of the whole image at once, up to float rounding."""
     if row_block is None or row_block >= x.shape[1]:
         return _convs(x, convs)
     import torch
