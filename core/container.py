@@ -14,11 +14,7 @@ from typing import Iterable
 from .errors import AniFormatError, AniLimitError, NotAniError
 
 MAGIC = b"\x89ANI\r\n\x1a\n"
-#: the version written. Version 2 added the grid model's convolution count to
-#: ``MODL``; every other layout is as in version 1
-FORMAT_VERSION = 2
-#: the versions read
-READ_VERSIONS = (1, 2)
+FORMAT_VERSION = 1
 _PREAMBLE = struct.Struct("<8sHH")  # magic, version, header length
 _HEADER = struct.Struct("<IIBBBBIIBBH")  # w, h, channels, model, bits, flags, n_latents, n_params, quality, effort, reserved
 _SECTION = struct.Struct("<4sI")
@@ -171,9 +167,8 @@ def parse(data: bytes) -> tuple[Header, dict[bytes, bytes]]:
     if len(data) < _PREAMBLE.size:
         raise AniFormatError("truncated .ani file: preamble incomplete")
     _, version, hlen = _PREAMBLE.unpack_from(data, 0)
-    if version not in READ_VERSIONS:
-        raise AniFormatError(f"unsupported .ani format version {version} (this decoder reads "
-                             f"{', '.join(map(str, READ_VERSIONS))})")
+    if version != FORMAT_VERSION:
+        raise AniFormatError(f"unsupported .ani format version {version} (this decoder reads {FORMAT_VERSION})")
     if hlen < _HEADER.size:
         raise AniFormatError(f"header length {hlen} is shorter than the {_HEADER.size} bytes of version {version}")
     end = _PREAMBLE.size + hlen

@@ -6,17 +6,14 @@ Encodes a tiny seeded synthetic RGB image (32x16, two latent levels, so the
 context coding across levels is covered; effort=1, seed=0, the other
 options at their defaults as listed in ``GOLDEN_OPTIONS``) and writes
 
-* ``tests/data/golden_v2.ani``: the encoded file (format version 2), and
-* ``tests/data/golden_v2.png``: the pixels it decodes to (lossless PNG, Pillow).
+* ``tests/data/golden.ani``: the encoded file, and
+* ``tests/data/golden.png``: the pixels it decodes to (lossless PNG, Pillow).
 
-``tests/test_codec.py`` decodes the committed golden files and compares the
-result with their PNGs pixel for pixel, and checks the header fields
+``tests/test_codec.py`` decodes the committed ``golden.ani`` and compares the
+result with ``golden.png`` pixel for pixel, and checks the header fields
 against ``GOLDEN_OPTIONS``. Run this script again (and commit both files) only
 when the file format or the decoder changes on purpose: a golden file that
 stops decoding to the same pixels is exactly what the test is there to catch.
-``golden.ani`` / ``golden.png`` were written the same way by the encoder of
-format version 1; they are kept, never rewritten, so that version 1 files are
-shown to decode as they always did.
 """
 from __future__ import annotations
 
@@ -28,11 +25,8 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DATA = HERE / "data"
-GOLDEN_ANI = DATA / "golden_v2.ani"
-GOLDEN_PNG = DATA / "golden_v2.png"
-#: format version 1's golden file (not rewritten by this script)
-GOLDEN_V1_ANI = DATA / "golden.ani"
-GOLDEN_V1_PNG = DATA / "golden.png"
+GOLDEN_ANI = DATA / "golden.ani"
+GOLDEN_PNG = DATA / "golden.png"
 
 #: width, height of the golden image
 GOLDEN_SIZE = (32, 16)

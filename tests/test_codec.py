@@ -15,12 +15,7 @@ pytest.importorskip("torch")
 import core  # noqa: E402
 from core import container  # noqa: E402
 
-from make_golden import (  # noqa: E402
-    GOLDEN_ANI, GOLDEN_OPTIONS, GOLDEN_PNG, GOLDEN_SIZE, GOLDEN_V1_ANI, GOLDEN_V1_PNG, golden_image,
-)
-
-#: (file, its pixels, its format version, its convolution layers)
-GOLDEN = [(GOLDEN_V1_ANI, GOLDEN_V1_PNG, 1, 0), (GOLDEN_ANI, GOLDEN_PNG, 2, 2)]
+from make_golden import GOLDEN_ANI, GOLDEN_OPTIONS, GOLDEN_PNG, GOLDEN_SIZE, golden_image  # noqa: E402
 
 
 def box_downscale(a: np.ndarray, k: int) -> np.ndarray:
@@ -227,31 +222,29 @@ def test_encode_does_not_modify_its_input(synth):
 
 # -- golden file --------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("golden_ani, golden_png, version, convs", GOLDEN, ids=["v1", "v2"])
-def test_golden_file_decodes_to_the_expected_pixels(golden_ani, golden_png, version, convs):
+def test_golden_file_decodes_to_the_expected_pixels():
     Image = pytest.importorskip("PIL.Image")  # the golden pixels are a PNG; Pillow is a test dependency
 
-    data = golden_ani.read_bytes()
-    with Image.open(golden_png) as im:
+    data = GOLDEN_ANI.read_bytes()
+    with Image.open(GOLDEN_PNG) as im:
         expected = np.asarray(im.convert("RGB"))
     out = core.decode(data)
     assert out.shape == expected.shape == (GOLDEN_SIZE[1], GOLDEN_SIZE[0], 3)
     mismatch = np.argwhere(out != expected)
     assert mismatch.size == 0, (
-        f"{len(mismatch)} values differ from {golden_png.name}, first at {mismatch[:5].tolist()}; "
+        f"{len(mismatch)} values differ from tests/data/golden.png, first at {mismatch[:5].tolist()}; "
         "if the format or decoder changed on purpose, run python tests/make_golden.py"
     )
 
 
-@pytest.mark.parametrize("golden_ani, golden_png, version, convs", GOLDEN, ids=["v1", "v2"])
-def test_golden_file_header(golden_ani, golden_png, version, convs):
-    data = golden_ani.read_bytes()
+def test_golden_file_header():
+    data = GOLDEN_ANI.read_bytes()
     header = core.read_header(data)
     assert data.startswith(container.MAGIC) and not data.startswith(b"RIFF")
     assert (header.width, header.height) == GOLDEN_SIZE and header.size == GOLDEN_SIZE
     assert header.mode == "RGB" and header.channels == 3
     assert header.model == "grid" and header.model_code == 0
-    assert header.version == version
+    assert header.version == core.FORMAT_VERSION
     assert header.bits == GOLDEN_OPTIONS["bits"]
     assert header.quality == GOLDEN_OPTIONS["quality"] and header.effort == GOLDEN_OPTIONS["effort"]
     assert header.file_size == len(data)
@@ -261,8 +254,8 @@ def test_golden_file_header(golden_ani, golden_png, version, convs):
     from core.grid.arch import GridArch
 
     _, sections = container.parse(data)
-    arch, _ = GridArch.unpack(sections[b"MODL"], 0, version)
-    assert arch.channels == 3 and arch.convs == convs
+    arch, _ = GridArch.unpack(sections[b"MODL"])
+    assert arch.channels == 3
     assert header.n_params == arch.n_weights() > 0
     assert header.n_latents == arch.n_latents(GOLDEN_SIZE[1], GOLDEN_SIZE[0]) > 0
     assert set(sections) == {b"MODL", b"LATS"}

@@ -12,7 +12,6 @@ from ..errors import AniFormatError
 MAX_LEVELS = 12
 MAX_WIDTH = 64
 MAX_LAYERS = 4
-MAX_CONVS = 4
 
 
 @dataclass(frozen=True)
@@ -27,17 +26,11 @@ class GridArch:
             linear skip path, as Cool-chic 5's "stabiliser"): it measured
             about 40 % fewer bits at equal PSNR at a few hundred steps.
         channels: output channels (1..4).
-        convs: 3x3 residual convolutions (channels to channels) on the MLP's
-            output, each ``x + conv(x)`` with replicated edges, a ReLU between
-            two (Cool-chic's and C3's synthesis tail). The per-pixel MLP sees
-            only bilinearly upsampled latents; these layers let the image
-            sharpen and filter across pixels. Format version 2 (0 in version 1).
     """
 
     levels: int
     widths: tuple[int, ...]
     channels: int
-    convs: int = 0
 
     def grid_shapes(self, height: int, width: int) -> list[tuple[int, int]]:
         return [(math.ceil(height / 2**l), math.ceil(width / 2**l)) for l in range(self.levels)]
@@ -48,8 +41,7 @@ class GridArch:
         shapes = [(dims[i + 1], dims[i]) for i in range(len(dims) - 1)]
         if self.widths:  # the output layer also sees the latents: a linear skip path
             shapes[-1] = (self.channels, self.widths[-1] + self.levels)
-        # the convolutions: (out, in * 3 * 3), as torch's (out, in, 3, 3) flattened
-        return shapes + [(self.channels, 9 * self.channels)] * self.convs
+        return shapes
 
     def n_latents(self, height: int, width: int) -> int:
         return sum(h * w for h, w in self.grid_shapes(height, width))
@@ -57,34 +49,21 @@ class GridArch:
     def n_weights(self) -> int:
         return sum(o * i + o for o, i in self.layer_shapes())
 
-    def pack(self, version: int = 2) -> bytes:
-        """The architecture as stored in ``MODL`` (version 1 has no conv count)."""
-        data = struct.pack(f"<BBB{len(self.widths)}B", self.levels, self.channels, len(self.widths), *self.widths)
-        if version >= 2:
-            return data + struct.pack("<B", self.convs)
-        if self.convs:
-            raise ValueError("format version 1 has no convolution layers")
-        return data
+    def pack(self) -> bytes:
+        return struct.pack(f"<BBB{len(self.widths)}B", self.levels, self.channels, len(self.widths), *self.widths)
 
     @classmethod
-    def unpack(cls, data: bytes, offset: int = 0, version: int = 2) -> tuple["GridArch", int]:
+    def unpack(cls, data: bytes, offset: int = 0) -> tuple["GridArch", int]:
         try:
             levels, channels, n = struct.unpack_from("<BBB", data, offset)
             widths = struct.unpack_from(f"<{n}B", data, offset + 3)
-            end = offset + 3 + n
-            convs = 0
-            if version >= 2:
-                (convs,) = struct.unpack_from("<B", data, end)
-                end += 1
         except struct.error:
             raise AniFormatError("corrupt .ani model section: architecture truncated") from None
         if not (1 <= levels <= MAX_LEVELS and 1 <= channels <= 4 and n <= MAX_LAYERS):
             raise AniFormatError(f"corrupt .ani model section: levels={levels} channels={channels} layers={n}")
         if any(not 1 <= w <= MAX_WIDTH for w in widths):
             raise AniFormatError(f"corrupt .ani model section: hidden widths {widths}")
-        if convs > MAX_CONVS:
-            raise AniFormatError(f"corrupt .ani model section: {convs} convolution layers (at most {MAX_CONVS})")
-        return cls(levels, tuple(widths), channels, convs), end
+        return cls(levels, tuple(widths), channels), offset + 3 + n
 
 
 def default_levels(height: int, width: int, max_levels: int = 7) -> int:
@@ -95,25 +74,20 @@ def default_levels(height: int, width: int, max_levels: int = 7) -> int:
     return levels
 
 
-def synthesize(latents, layers, size, row_block: int = 128, convs: int = 0):
+def synthesize(latents, layers, size, row_block: int = 128):
     """Render the network at ``size = (height, width)``.
 
     Args:
         latents: list of tensors (h_l, w_l), level 0 finest (floats or ints).
-        layers: list of (weight (out, in), bias (out,)) tensors, the last
-            ``convs`` of them the 3x3 convolutions (``GridArch.convs``).
+        layers: list of (weight (out, in), bias (out,)) tensors.
         size: output (height, width).
 
     Each grid is upsampled bilinearly (half-pixel centres, as
     ``align_corners=False``) to the output grid, the values are stacked per
     pixel and passed through the MLP; the output is offset by 0.5 so that an
-    all-zero network renders mid-grey, then passes the convolutions (at the
-    output size). Rows are processed in blocks to bound memory for large
-    renders. Returns (height, width, channels).
+    all-zero network renders mid-grey. Rows are processed in blocks to bound
+    memory for large renders.
     """
-    if convs:
-        mlp = synthesize(latents, layers[: len(layers) - convs], size, row_block)
-        return conv_tail(mlp.permute(2, 0, 1), layers[len(layers) - convs :], row_block).permute(1, 2, 0)
     import torch
 
     height, width = size
@@ -134,16 +108,13 @@ def synthesize(latents, layers, size, row_block: int = 128, convs: int = 0):
     return torch.cat(outs, dim=0)
 
 
-def synthesize_planes(latents, layers, size, convs: int = 0):
+def synthesize_planes(latents, layers, size):
     """The whole image as (C, height, width) planes, for fitting: the values of
     :func:`synthesize` up to float rounding, computed with the pixels as the
     columns of one (levels, pixels) matrix, which spares two copies of the
     per-pixel features (forward and backward about 30 % faster on the CPU)."""
     import torch
 
-    if convs:
-        mlp = synthesize_planes(latents, layers[: len(layers) - convs], size)
-        return conv_tail(mlp, layers[len(layers) - convs :])
     height, width = size
     x0 = x = torch.stack([_upsample(y, size) for y in latents]).reshape(len(latents), -1)
     for k, (w, b) in enumerate(layers):
@@ -154,42 +125,6 @@ def synthesize_planes(latents, layers, size, convs: int = 0):
         if k < len(layers) - 1:
             x = torch.relu(x)
     return (x + 0.5).reshape(-1, height, width)
-
-
-def conv_tail(x, convs, row_block: int | None = None):
-    """The residual 3x3 convolutions of :class:`GridArch` on (C, H, W) planes:
-    ``x = x + conv(x)`` per layer, edges replicated, a ReLU between layers.
-    With ``row_block`` the rows are done in blocks (each with a halo of one row
-    per layer, cut off after) to bound the temporaries of large renders: the
-    values of the whole image at once, up to float rounding."""
-    if row_block is None or row_block >= x.shape[1]:
-        return _convs(x, convs)
-    import torch
-
-    n, height = len(convs), x.shape[1]
-    out = torch.empty_like(x)
-    for r0 in range(0, height, row_block):
-        r1 = min(height, r0 + row_block)
-        lo, hi = max(0, r0 - n), min(height, r1 + n)
-        # replicated edges at a cut spoil one row per layer: the halo's
-        out[:, r0:r1] = _convs(x[:, lo:hi], convs)[:, r0 - lo : r1 - lo]
-    return out
-
-
-def _convs(x, convs):
-    import torch
-    import torch.nn.functional as F
-
-    c = x.shape[0]
-    # channels-last: oneDNN's 3-channel convolutions (forward and backward) were
-    # about 2.7x faster so on a 768x512 image, 1 CPU thread
-    x = x[None].contiguous(memory_format=torch.channels_last)
-    for k, (w, b) in enumerate(convs):
-        xp = F.pad(x, (1, 1, 1, 1), mode="replicate")
-        x = x + F.conv2d(xp, w.view(c, c, 3, 3).contiguous(memory_format=torch.channels_last), b)
-        if k < len(convs) - 1:
-            x = torch.relu(x)
-    return x[0].contiguous()
 
 
 def _upsample(y, size):

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..container import FORMAT_VERSION
 from ..entropy import N_SCALES, GroupedDecoder, GroupedEncoder, best_scale
 from ..errors import AniFormatError
 from .arch import GridArch
@@ -60,7 +59,7 @@ def _read_words(buf: bytes, offset: int) -> tuple[np.ndarray, int]:
 
 def write_model(model: GridModel) -> bytes:
     enc = GroupedEncoder()
-    head = [model.arch.pack(FORMAT_VERSION), struct.pack("<B", BIAS_BITS)]
+    head = [model.arch.pack(), struct.pack("<B", BIAS_BITS)]
     w_radius, b_radius = 2 ** (model.bits - 1), 2 ** (BIAS_BITS - 1)
     for wq, ws, bq, bs in model.weights:
         sw, sb = best_scale(wq.ravel(), w_radius), best_scale(bq.ravel(), b_radius)
@@ -72,9 +71,9 @@ def write_model(model: GridModel) -> bytes:
     return b"".join(head)
 
 
-def read_model(buf: bytes, bits: int, channels: int, n_params: int, version: int = FORMAT_VERSION):
-    """Parse ``MODL`` of a file of format ``version``; returns (arch, weights, ctx)."""
-    arch, pos = GridArch.unpack(buf, 0, version)
+def read_model(buf: bytes, bits: int, channels: int, n_params: int):
+    """Parse ``MODL``; returns (arch, weights, ctx)."""
+    arch, pos = GridArch.unpack(buf)
     if arch.channels != channels:
         raise AniFormatError(f"corrupt .ani file: model outputs {arch.channels} channels, header says {channels}")
     if arch.n_weights() != n_params:

@@ -17,7 +17,7 @@ def load_model(header, sections):
         # means the file needs a newer decoder, not that it can be half-read
         if tag[:1].isupper() and tag not in (TAG_MODEL, TAG_LATENTS):
             raise AniFormatError(f"this file has a critical section {tag!r} this decoder does not know; upgrade ani")
-    arch, weights, ctx = read_model(sections[TAG_MODEL], header.bits, header.channels, header.n_params, header.version)
+    arch, weights, ctx = read_model(sections[TAG_MODEL], header.bits, header.channels, header.n_params)
     if arch.n_latents(header.height, header.width) != header.n_latents:
         raise AniFormatError(
             f"corrupt .ani file: header declares {header.n_latents} latents, the model has "
@@ -27,9 +27,8 @@ def load_model(header, sections):
     return arch, weights, latents
 
 
-def render(weights, latents, size, device="cpu", convs: int = 0) -> np.ndarray:
-    """Run the network at ``size = (width, height)`` (``convs``: how many of the
-    layers are the convolutions, ``GridArch.convs``); returns uint8 (H, W, C)."""
+def render(weights, latents, size, device="cpu") -> np.ndarray:
+    """Run the network at ``size = (width, height)``; returns uint8 (H, W, C)."""
     import torch
 
     from .arch import synthesize
@@ -43,12 +42,12 @@ def render(weights, latents, size, device="cpu", convs: int = 0) -> np.ndarray:
             w = torch.from_numpy(wq.astype(np.float32)).to(dev) * torch.tensor(ws, dtype=torch.float32, device=dev)
             b = torch.from_numpy(bq.astype(np.float32)).to(dev) * torch.tensor(bs, dtype=torch.float32, device=dev)
             layers.append((w, b))
-        out = synthesize(lat, layers, (height, width), convs=convs)
+        out = synthesize(lat, layers, (height, width))
         return torch.round(out.clamp(0, 1) * 255).to(torch.uint8).cpu().numpy()
 
 
 def decode_grid(header, sections, size, subnet, device="cpu") -> np.ndarray:
     if subnet not in (None, "full"):
         raise AniOptionError(f"invalid option subnet={subnet!r}: allowed full (grid images hold one network)")
-    arch, weights, latents = load_model(header, sections)
-    return render(weights, latents, size, device, arch.convs)
+    _, weights, latents = load_model(header, sections)
+    return render(weights, latents, size, device)

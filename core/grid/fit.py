@@ -11,8 +11,7 @@ Phases, indexed by the fraction ``p`` of the step budget:
     :mod:`core.sga`), which sees the step index and the temperature ``tau``
     of :func:`core.rounding.temperature` (for level 0 after a coarse phase,
     restarted when it joins);
-  * from ``QAT_START`` the synthesis weights (MLP and convolutions) are
-    LSQ-quantized at ``bits``;
+  * from ``QAT_START`` the synthesis weights are LSQ-quantized at ``bits``;
   * every ``CTX_REFIT_EVERY`` full-resolution steps the context model is
     refitted to the hard-rounded latents (rate only, a few steps);
   * from ``FREEZE`` the latents are hard-rounded and frozen: the context
@@ -57,12 +56,11 @@ LATENT_INIT = 0.2
 #: 0.95 until issue 8's third round; at 850 steps 0.85 lowered the fit's objective by
 #: 7-9 % at quality 90 (kodim01, kodim23) and changed it by -4.5..+0.8 % at 10, 25, 45
 FREEZE = 0.85
-#: optimisation steps at effort 1..9 (768x512: about 0.07 s per step on 2 cores, the
+#: optimisation steps at effort 1..9 (768x512: about 0.06 s per step on 2 cores, the
 #: coarse phase's quarter-cost steps included). The default, 5, is sized to encode a
 #: Kodak image in under a minute on a 2-core CPU (issue 8); it was 1800 steps before,
-#: which is now effort 6, and 850 until the convolutions (``CONVS``) made each step
-#: about a quarter dearer (kodim01/23 at qualities 10 and 90: 51.9-58.5 s at 850)
-EFFORT_STEPS = {1: 60, 2: 150, 3: 400, 4: 600, 5: 800, 6: 1800, 7: 2700, 8: 3600, 9: 5000}
+#: which is now effort 6.
+EFFORT_STEPS = {1: 60, 2: 150, 3: 400, 4: 600, 5: 850, 6: 1800, 7: 2700, 8: 3600, 9: 5000}
 #: the step counts above are those of a fit with this fraction of coarse (quarter-cost)
 #: steps; a fit with another fraction gets the step count of equal time
 BUDGET_COARSE = 0.85
@@ -72,12 +70,6 @@ LR_NETS = 0.01
 LR_NETS_HIGH = 0.003
 LR_CTX = 0.05
 WIDTHS = (16, 16)
-#: 3x3 residual convolutions after the MLP (``GridArch.convs``). Whole images of
-#: kodim01/05/15/23 at 850 steps, qualities 30 and 70: the fit's objective
-#: ``MSE + lambda bpp`` fell in all 7 fits compared, by 0.4-11.6 % (at 30: -11.6,
-#: -9.8, -5.1, -6.0 %; at 70: -2.6, -0.4, -10.9 %), for ~60 % more CPU time in a
-#: first implementation (stacked shifts) and ~25 % in this one
-CONVS = 2
 SIGMA_INIT = 24.0
 SIGMA_GAIN = 16.0
 #: 0.85 until issue 8's third round: tuned at 1800 steps, it left ~130 full-resolution
@@ -170,11 +162,9 @@ class Fitted:
 def _init_layers(arch: GridArch, gen: torch.Generator, device) -> list[tuple[torch.Tensor, torch.Tensor]]:
     layers = []
     shapes = arch.layer_shapes()
-    n_mlp = len(shapes) - arch.convs
     for k, (o, i) in enumerate(shapes):
         bound = 1.0 / math.sqrt(i)
-        # the MLP's output layer starts small; the convolutions at 0 (identity)
-        scale = 0.1 if k == n_mlp - 1 else 1.0 if k < n_mlp else 0.0
+        scale = 0.1 if k == len(shapes) - 1 else 1.0
         w = (torch.rand((o, i), generator=gen) * 2 - 1) * bound * scale
         b = torch.zeros(o)
         layers.append((w.to(device).requires_grad_(), b.to(device).requires_grad_()))
@@ -199,7 +189,7 @@ def fit_grid(image: np.ndarray, opts: EncodeOptions, progress=None, trace=None, 
         # cuBLAS is deterministic with a fixed workspace (read when its first handle is made)
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     height, width, channels = image.shape
-    arch = GridArch(default_levels(height, width), WIDTHS, channels, CONVS)
+    arch = GridArch(default_levels(height, width), WIDTHS, channels)
     steps = EFFORT_STEPS[opts.effort]
     lam = quality_to_lambda(opts.quality)
     lo, hi = latent_range(opts.bits)
@@ -297,10 +287,10 @@ def fit_grid(image: np.ndarray, opts: EncodeOptions, progress=None, trace=None, 
             grids = _grids(yq, table.sizes, shapes)
             qlayers = [(qw(w), qb(b)) for (w, b), (qw, qb) in zip(layers, quant)]
             if coarse:
-                out = synthesize_planes([zeros_coarse] + grids[1:], qlayers, (h1, w1), arch.convs)
+                out = synthesize_planes([zeros_coarse] + grids[1:], qlayers, (h1, w1))
                 mse = torch.mean((out - target_coarse) ** 2)
             else:
-                out = synthesize_planes(grids, qlayers, (height, width), arch.convs)
+                out = synthesize_planes(grids, qlayers, (height, width))
                 mse = torch.mean((out - target) ** 2)
             if frozen is None:
                 bits = flat_bits(yq, ctx_train * gain, table, lo, hi, first=1 if coarse else 0)
@@ -315,7 +305,7 @@ def fit_grid(image: np.ndarray, opts: EncodeOptions, progress=None, trace=None, 
             if trace is not None:
                 trace(step, mse.item(), bits.item())
             if hard_trace is not None and (step % hard_every == 0 or step == steps - 1):
-                hard_trace(step, *_hard_loss(arch, flat, table, shapes, layers, quant, ctx_train * gain, target, lo, hi))
+                hard_trace(step, *_hard_loss(flat, table, shapes, layers, quant, ctx_train * gain, target, lo, hi))
             if progress is not None:
                 progress(step + 1, steps)
 
@@ -323,7 +313,7 @@ def fit_grid(image: np.ndarray, opts: EncodeOptions, progress=None, trace=None, 
     model, est_bits = _export(arch, opts.bits, layers, quant, ctx_train.detach() * gain, flat, table, shapes, lo, hi)
     modl, lats = write_model(model), write_latents(model)
     _verify(model, modl, lats, height, width)
-    recon = render(model.weights, model.latents, (width, height), convs=arch.convs)
+    recon = render(model.weights, model.latents, (width, height))
     mse8 = float(np.mean((recon.astype(np.float64) - image) ** 2))
     stats = {
         "steps": steps,
@@ -372,13 +362,13 @@ def _grids(flat: torch.Tensor, sizes: list[int], shapes: list[tuple[int, int]]) 
 
 
 @torch.no_grad()
-def _hard_loss(arch, flat, table, shapes, layers, quant, ctx, target, lo, hi) -> tuple[float, float]:
+def _hard_loss(flat, table, shapes, layers, quant, ctx, target, lo, hi) -> tuple[float, float]:
     """MSE and latent bits with the latents and context model as they would be
     stored (the weights as they are at this step: LSQ-quantized from ``QAT_START``)."""
     ints = torch.round(flat).clamp(lo, hi)
     ctx = quantize_ctx(ctx) / CTX_FRAC
     qlayers = [(qw(w), qb(b)) for (w, b), (qw, qb) in zip(layers, quant)]
-    out = synthesize_planes(_grids(ints, table.sizes, shapes), qlayers, tuple(target.shape[1:]), arch.convs)
+    out = synthesize_planes(_grids(ints, table.sizes, shapes), qlayers, tuple(target.shape[1:]))
     return torch.mean((out - target) ** 2).item(), flat_bits(ints, ctx, table, lo, hi).item()
 
 

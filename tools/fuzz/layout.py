@@ -98,7 +98,6 @@ class ModlFields:
     channels: int  # u8 at 1
     n_hidden: int  # u8 at 2
     widths: tuple[int, ...]  # u8 offsets
-    convs: int | None  # u8 offset (format version 2), None in version 1
     bias_bits: int  # u8
     layers: tuple[tuple[int, int, int, int], ...]  # offsets of w_step f32, b_step f32, w_scale u8, b_scale u8
     ctx: tuple[int, int]  # offset and count of the int16 context parameters
@@ -106,23 +105,19 @@ class ModlFields:
     words: tuple[int, int]  # offset and count of the u32 words
 
 
-def modl_fields(payload: bytes, version: int = 2) -> ModlFields:
-    """Locate the fields of a valid ``MODL`` payload of a file of format ``version``."""
+def modl_fields(payload: bytes) -> ModlFields:
+    """Locate the fields of a valid ``MODL`` payload."""
     levels, _, n = struct.unpack_from("<BBB", payload, 0)
     widths = tuple(range(3, 3 + n))
     pos = 3 + n
-    convs, n_convs = None, 0
-    if version >= 2:
-        convs, n_convs = pos, payload[pos]
-        pos += 1
     bias_bits = pos
     pos += 1
     layers = []
-    for _ in range(n + 1 + n_convs):
+    for _ in range(n + 1):
         layers.append((pos, pos + 4, pos + 8, pos + 9))
         pos += 10
     n_ctx = levels * 2 * 12
     ctx = (pos, n_ctx)
     pos += 2 * n_ctx
     (count,) = struct.unpack_from("<I", payload, pos)
-    return ModlFields(0, 1, 2, widths, convs, bias_bits, tuple(layers), ctx, pos, (pos + 4, count))
+    return ModlFields(0, 1, 2, widths, bias_bits, tuple(layers), ctx, pos, (pos + 4, count))
