@@ -69,7 +69,7 @@ def measure(img, steps: int, quality: float, effort: int) -> dict:
     nondet = sorted({str(w.message).split(" does not have")[0] for w in caught if "deterministic" in str(w.message)})
 
     # device activity only: with the host's events too the profile of a few
-    # hundred steps did not finish within a 10-minute call (session 7)
+    # hundred steps did not finish within a 10-minute call
     print(f"  [{steps} steps] timed fit {wall:.1f} s; profiling", flush=True)
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
         t1 = time.perf_counter()
@@ -122,13 +122,9 @@ def main(argv=None) -> None:
 
     import torch
 
-    from core.grid import fit as F
+    from study_fit import set_constants  # this script's neighbour (run as python benchmarks/cuda_fit.py)
 
-    for item in args.set:
-        name, _, value = item.partition("=")
-        if not hasattr(F, name):
-            raise SystemExit(f"core.grid.fit has no constant {name}")
-        setattr(F, name, json.loads(value))
+    set_constants(args.set)
 
     if not torch.cuda.is_available():
         raise SystemExit("cuda_fit: no CUDA device")

@@ -28,6 +28,19 @@ from PIL import Image
 KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
 
 
+def set_constants(items) -> None:
+    """Apply ``NAME=VALUE`` items (JSON values; lists become tuples) to the
+    module constants of ``core.grid.fit``; an unknown name exits."""
+    from core.grid import fit as F
+
+    for item in items:
+        name, _, value = item.partition("=")
+        if not hasattr(F, name):
+            raise SystemExit(f"core.grid.fit has no constant {name}")
+        v = json.loads(value)
+        setattr(F, name, tuple(v) if isinstance(v, list) else v)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("image", help="Kodak name, e.g. kodim23, or a path")
@@ -50,12 +63,7 @@ def main(argv=None) -> None:
     from core.options import EncodeOptions
 
     torch.set_num_threads(args.threads)
-    for item in args.set:
-        name, _, value = item.partition("=")
-        if not hasattr(F, name):
-            raise SystemExit(f"core.grid.fit has no constant {name}")
-        v = json.loads(value)
-        setattr(F, name, tuple(v) if isinstance(v, list) else v)
+    set_constants(args.set)
     if args.lam is not None:
         F.quality_to_lambda = lambda q: args.lam
     if args.steps is not None:
