@@ -45,6 +45,7 @@ from .decode import render
 from ..lsq import LSQ
 from ..rounding import RoundingStep, temperature
 from .rate import ContextTable, flat_bits
+from .soap import Soap
 
 QAT_START = 0.4
 #: latents start uniform in (-LATENT_INIT / 2, LATENT_INIT / 2): all round to 0, but
@@ -69,6 +70,12 @@ LR_LATENTS_HIGH = 0.1
 LR_NETS = 0.01
 LR_NETS_HIGH = 0.003
 LR_CTX = 0.05
+#: Adam's moment decay rates for the latents, networks and context model
+ADAM_BETAS = (0.9, 0.999)
+#: the optimiser of the synthesis weight matrices: "adam" (with the rest) or
+#: "soap" (:mod:`.soap`; biases and quantizer steps stay with Adam)
+NETS_OPTIMIZER = "adam"
+SOAP_BETAS = (0.95, 0.95)
 WIDTHS = (16, 16)
 SIGMA_INIT = 24.0
 SIGMA_GAIN = 16.0
@@ -217,7 +224,11 @@ def fit_grid(image: np.ndarray, opts: EncodeOptions, progress=None, trace=None, 
     ctx_train[:, :, 2 * N_FEATURES + 1] = SIGMA_INIT / SIGMA_GAIN
     ctx_train.requires_grad_()
     quant = [(LSQ(opts.bits).to(device), LSQ(BIAS_BITS).to(device)) for _ in layers]
-    net_params = [p for wb in layers for p in wb] + [q.step for pair in quant for q in pair]
+    soap = NETS_OPTIMIZER == "soap"
+    if soap:
+        net_params = [b for _, b in layers] + [q.step for pair in quant for q in pair]
+    else:
+        net_params = [p for wb in layers for p in wb] + [q.step for pair in quant for q in pair]
     # both quality-dependent LRs were measured on Kodak-size images with the
     # coarse phase; short fits of small images keep the low-quality ones
     big = arch.levels >= 2 and height * width >= COARSE_MIN_PIXELS
@@ -229,9 +240,17 @@ def fit_grid(image: np.ndarray, opts: EncodeOptions, progress=None, trace=None, 
             {"params": net_params, "lr": lr_nets},
             {"params": [ctx_train], "lr": LR_CTX},
         ],
+        betas=ADAM_BETAS,
         fused=device.type == "cuda",  # one kernel per step instead of a dozen per parameter group
     )
     base_lr = [lr_latents, lr_nets, LR_CTX]
+    groups = list(opt.param_groups)
+    opts_all = [opt]
+    if soap:
+        opt_w = Soap([w for w, _ in layers], lr=lr_nets, betas=SOAP_BETAS)
+        opts_all.append(opt_w)
+        groups += opt_w.param_groups
+        base_lr.append(lr_nets)
     n_pix = height * width
 
     steps, coarse_steps = schedule(steps, opts.quality, big)
@@ -255,7 +274,7 @@ def fit_grid(image: np.ndarray, opts: EncodeOptions, progress=None, trace=None, 
         for step in range(steps):
             p = step / steps
             cos = 0.5 * (1 + math.cos(math.pi * p))
-            for g, lr in zip(opt.param_groups, base_lr):
+            for g, lr in zip(groups, base_lr):
                 g["lr"] = lr * (0.02 + 0.98 * cos)
             if p >= QAT_START and not quant[0][0].enabled:
                 for (w, b), (qw, qb) in zip(layers, quant):
@@ -297,9 +316,11 @@ def fit_grid(image: np.ndarray, opts: EncodeOptions, progress=None, trace=None, 
             else:
                 bits = frozen_bits
             loss = mse + lam * bits / n_pix
-            opt.zero_grad(set_to_none=True)
+            for o in opts_all:
+                o.zero_grad(set_to_none=True)
             loss.backward()
-            opt.step()
+            for o in opts_all:
+                o.step()
             with torch.no_grad():
                 flat.clamp_(lo - 0.49, hi + 0.49)
             if trace is not None:
