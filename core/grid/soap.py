@@ -11,7 +11,11 @@ where Adam's per-coordinate scaling fits the curvature better:
     W <- W - lr Q_L [(Q_L^T m Q_R) / (sqrt(v) + eps)] Q_R^T   (bias-corrected)
 
 The matrices here are at most 64 x 64, so a full eigendecomposition costs
-next to nothing against a step of the fit.
+next to nothing against a step of the fit. On CUDA ``torch.linalg.eigh``
+checks its result on the host (a synchronisation), so there the bases are
+refreshed instead by one step of orthogonal iteration, ``Q <- qr(L Q)`` with
+the columns first ordered by their estimated eigenvalues (SOAP's own refresh),
+which synchronises nothing (``refresh="qr"``).
 """
 from __future__ import annotations
 
@@ -20,8 +24,11 @@ import torch
 
 class Soap(torch.optim.Optimizer):
     def __init__(self, params, lr: float, betas=(0.95, 0.95), shampoo_beta: float = 0.95,
-                 eps: float = 1e-8, every: int = 10):
-        super().__init__(params, dict(lr=lr, betas=betas, shampoo_beta=shampoo_beta, eps=eps, every=every))
+                 eps: float = 1e-8, every: int = 10, refresh: str = "auto"):
+        if refresh not in ("auto", "eigh", "qr"):
+            raise ValueError(f"refresh must be 'auto', 'eigh' or 'qr', not {refresh!r}")
+        super().__init__(params, dict(lr=lr, betas=betas, shampoo_beta=shampoo_beta, eps=eps, every=every,
+                                      refresh=refresh))
 
     @torch.no_grad()
     def step(self, closure=None):  # noqa: ARG002 - the Optimizer signature
@@ -44,8 +51,18 @@ class Soap(torch.optim.Optimizer):
                 st["L"].mul_(sb).addmm_(g, g.t(), alpha=1 - sb)
                 st["R"].mul_(sb).addmm_(g.t(), g, alpha=1 - sb)
                 if t == 1 or (t - 1) % every == 0:
-                    st["QL"] = _eigvecs(st["L"])
-                    st["QR"] = _eigvecs(st["R"])
+                    mode = group["refresh"]
+                    if mode == "auto":
+                        mode = "qr" if p.is_cuda else "eigh"
+                    if mode == "eigh":
+                        st["QL"] = _eigvecs(st["L"])
+                        st["QR"] = _eigvecs(st["R"])
+                    elif t == 1:
+                        st["QL"] = torch.linalg.qr(st["L"])[0]
+                        st["QR"] = torch.linalg.qr(st["R"])[0]
+                    else:
+                        st["QL"] = _orthogonal_iteration(st["L"], st["QL"], st["v"], 0)
+                        st["QR"] = _orthogonal_iteration(st["R"], st["QR"], st["v"], 1)
                 ql, qr = st["QL"], st["QR"]
                 st["m"].mul_(b1).add_(g, alpha=1 - b1)
                 st["v"].mul_(b2).addcmul_(g_rot := ql.t() @ g @ qr, g_rot, value=1 - b2)
@@ -60,3 +77,14 @@ def _eigvecs(a: torch.Tensor) -> torch.Tensor:
     that a zero matrix gives the identity basis."""
     eye = torch.eye(a.shape[0], device=a.device, dtype=a.dtype)
     return torch.linalg.eigh(a + 1e-12 * eye)[1]
+
+
+def _orthogonal_iteration(a: torch.Tensor, q: torch.Tensor, v: torch.Tensor, dim: int) -> torch.Tensor:
+    """One step of orthogonal iteration towards the eigenvectors of ``a`` from
+    the basis ``q``: its columns ordered by their estimated eigenvalues
+    (largest first; ``v``'s entries along ``dim`` are reordered in place to
+    stay with them), then ``qr(a q)``."""
+    order = torch.argsort(torch.diagonal(q.t() @ a @ q), descending=True)
+    q = q.index_select(1, order)
+    v.copy_(v.index_select(dim, order))
+    return torch.linalg.qr(a @ q)[0]
