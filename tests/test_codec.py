@@ -185,7 +185,12 @@ def test_estimated_rate_matches_the_bytes_written(rate_image, effort, quality):
     estimated = fitted.stats["estimated_latent_bits"]
     written = fitted.stats["latent_section_bytes"] * 8
     assert written > 1000, "image too small: the coder's few bytes of overhead would dominate"
-    assert abs(written - estimated) <= 0.05 * estimated, (estimated, written, (written - estimated) / estimated)
+    # beyond the estimate, the section holds a fixed overhead: its 32-bit word count and up to two
+    # words of the range coder's final state (SOAP's effort-1 fit at quality 10 wrote 1184 bits for an
+    # estimate of 1125: 59 bits, 5.2 %)
+    overhead = 96
+    assert -0.05 * estimated <= written - estimated <= 0.05 * estimated + overhead, (
+        estimated, written, (written - estimated) / estimated)
 
 
 # -- determinism --------------------------------------------------------------------------------------

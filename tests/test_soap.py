@@ -78,3 +78,14 @@ def test_encode_with_soap_is_deterministic_and_decodes_to_the_fit(monkeypatch):
     assert out.shape == image.shape
     mse = np.mean((out.astype(np.float64) - image) ** 2)
     assert 10 * np.log10(255**2 / mse) > 18
+
+
+@pytest.mark.parametrize("max_budget, used", [(60, True), (59, False)])
+def test_soap_trains_only_budgets_up_to_its_limit(monkeypatch, max_budget, used):
+    # effort 1 is a 60-step budget; the slow presets' longer fits keep Adam (SOAP measured worse there)
+    made = []
+    real = F.Soap
+    monkeypatch.setattr(F, "Soap", lambda *a, **k: made.append(1) or real(*a, **k))
+    monkeypatch.setattr(F, "SOAP_MAX_BUDGET", max_budget)
+    F.fit_grid(kodak_crop("kodim05", (200, 100, 232, 132)), F.EncodeOptions(quality=50, effort=1))
+    assert bool(made) == used

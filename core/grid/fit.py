@@ -18,7 +18,8 @@ Phases, indexed by the fraction ``p`` of the step budget:
     model is fitted to them alone (:mod:`core.grid.context_fit`, rate only),
     then the synthesis adapts to them (distortion only).
 Adam, one learning rate per group (latents, networks, context model), and
-SOAP for the synthesis weight matrices (``NETS_OPTIMIZER``), each rate
+SOAP for the synthesis weight matrices (``NETS_OPTIMIZER``; budgets up to
+``SOAP_MAX_BUDGET`` steps, longer ones keep Adam there too), each rate
 following a cosine from its start value to 2 % of it over the budget. The
 values below were chosen by measurement on Kodak images and crops at a few
 hundred to two thousand steps (see the commit messages of this file).
@@ -77,8 +78,11 @@ ADAM_BETAS = (0.9, 0.999)
 #: and quantizer steps stay with Adam) or "adam" (with the rest). Whole kodim01,
 #: 05, 15, 23 at qualities 30 and 70 (issue 8, round 7): SOAP lowered the fit's
 #: objective ``MSE + lambda bpp`` by 8.3 % on average (7 of 8 fits) at the same
-#: CPU time per step
+#: CPU time per step; on all 24 Kodak images -4.3 % bits at the default budget. Budgets
+#: above ``SOAP_MAX_BUDGET`` steps keep Adam: with SOAP the ``slow`` preset (2700 steps)
+#: needed 10.6 % more bits on kodim01 and kodim23 (both worse)
 NETS_OPTIMIZER = "soap"
+SOAP_MAX_BUDGET = 850
 SOAP_BETAS = (0.95, 0.95)
 WIDTHS = (16, 16)
 SIGMA_INIT = 24.0
@@ -228,7 +232,7 @@ def fit_grid(image: np.ndarray, opts: EncodeOptions, progress=None, trace=None, 
     ctx_train[:, :, 2 * N_FEATURES + 1] = SIGMA_INIT / SIGMA_GAIN
     ctx_train.requires_grad_()
     quant = [(LSQ(opts.bits).to(device), LSQ(BIAS_BITS).to(device)) for _ in layers]
-    soap = NETS_OPTIMIZER == "soap"
+    soap = NETS_OPTIMIZER == "soap" and steps <= SOAP_MAX_BUDGET
     if soap:
         net_params = [b for _, b in layers] + [q.step for pair in quant for q in pair]
     else:
