@@ -233,10 +233,8 @@ def fit_grid(image: np.ndarray, opts: EncodeOptions, progress=None, trace=None, 
     ctx_train.requires_grad_()
     quant = [(LSQ(opts.bits).to(device), LSQ(BIAS_BITS).to(device)) for _ in layers]
     soap = NETS_OPTIMIZER == "soap" and steps <= SOAP_MAX_BUDGET
-    if soap:
-        net_params = [b for _, b in layers] + [q.step for pair in quant for q in pair]
-    else:
-        net_params = [p for wb in layers for p in wb] + [q.step for pair in quant for q in pair]
+    # Adam's share of the networks: everything but the weight matrices when SOAP has those
+    net_params = [p for w, b in layers for p in ((b,) if soap else (w, b))] + [q.step for pair in quant for q in pair]
     # both quality-dependent LRs were measured on Kodak-size images with the
     # coarse phase; short fits of small images keep the low-quality ones
     big = arch.levels >= 2 and height * width >= COARSE_MIN_PIXELS
