@@ -50,6 +50,23 @@ def psnr_at(curve: Curve, bpp: float) -> float:
     return float(np.interp(lx, x, psnr))
 
 
+def bpp_at(curve: Curve, psnr: float, extrapolate: bool = False) -> float:
+    """bpp at ``psnr``, log(bpp) linear in PSNR between the curve's points (which
+    must rise in PSNR with bpp); NaN where the curve does not rise, and outside
+    its PSNR range unless ``extrapolate`` (then the end segment's line)."""
+    rate, value = _clean(curve)
+    if len(rate) < 2 or not math.isfinite(psnr) or not _strictly_increasing(value):
+        return float("nan")
+    x = np.log(rate)
+    if value[0] - 1e-12 <= psnr <= value[-1] + 1e-12:
+        return float(math.exp(np.interp(psnr, value, x)))
+    if not extrapolate:
+        return float("nan")
+    k = 0 if psnr < value[0] else len(value) - 2
+    slope = (x[k + 1] - x[k]) / (value[k + 1] - value[k])
+    return float(math.exp(x[k] + slope * (psnr - value[k])))
+
+
 def _pchip_slopes(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Fritsch-Carlson monotone slopes (as in scipy's PchipInterpolator)."""
     h = np.diff(x)

@@ -17,7 +17,9 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-from .bdrate import bd_rate, mean_curve
+import numpy as np
+
+from .bdrate import bd_rate, bpp_at, mean_curve
 from .report import load
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -84,6 +86,46 @@ def table(rows, anchor_csv: Path, anchor: str = "jpeg", versus: str | None = Non
     return "\n".join(out)
 
 
+def point_table(rows, csv_path: Path, codec: str) -> str:
+    """Each fit against ``codec``'s curve for the same image in a benchmark CSV:
+    the bits it needs at the PSNR it reached, relative to what the curve needs
+    there (log-bpp linear in PSNR between the curve's points). One point per
+    fit, so variants need not share qualities; points outside the curve's PSNR
+    range are compared with its end segment's line (counted, marked ``*``). A
+    negative mean is fewer bits than the curve."""
+    codecs, _, _ = load(csv_path)
+    if codec not in codecs:
+        raise SystemExit(f"{csv_path} has no rows of codec {codec!r}")
+    ref = codecs[codec]
+    out = [f"Bits at equal PSNR against `{codec}`'s curve of the same image (%; mean / median, better; outside: beyond the curve's PSNR range, along its end segment, marked *):", "",
+           "| variant | quality | mean | median | better | outside | per image |", "|---|---|---|---|---|---|---|"]
+    for tag, by in rows.items():
+        for q in sorted({q for d in by.values() for q in d}):
+            cells, vals, outside = [], [], 0
+            for image in sorted(by):
+                if q not in by[image]:
+                    continue
+                bpp, psnr = by[image][q]
+                curve = [(r["bpp"], r["psnr"]) for r in ref.points.get(image, {}).values()]
+                need = bpp_at(curve, psnr)
+                mark = ""
+                if need != need:  # NaN: outside the curve's range, along its end segment
+                    need, mark = bpp_at(curve, psnr, extrapolate=True), "*"
+                    outside += 1
+                if need != need:
+                    cells.append(f"{image} -")
+                    continue
+                vals.append(100 * (bpp / need - 1))
+                cells.append(f"{image} {vals[-1]:+.1f}{mark}")
+            if vals:
+                mean, median = float(np.mean(vals)), float(np.median(vals))
+                better = sum(v < 0 for v in vals)
+                out.append(f"| {tag} | {q:g} | {mean:+.1f} | {median:+.1f} | {better}/{len(vals)} | {outside} | {', '.join(cells)} |")
+            else:
+                out.append(f"| {tag} | {q:g} | - | - | - | {outside} | {', '.join(cells)} |")
+    return "\n".join(out)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("jsonl", nargs="+", type=Path)
@@ -91,8 +133,14 @@ def main(argv=None) -> None:
                     help="Kodak benchmark CSV with the anchor codec's rows (default: results/kodak.csv)")
     ap.add_argument("--anchor", default="jpeg")
     ap.add_argument("--versus", default=None, metavar="TAG", help="also BD-rates against this variant")
+    ap.add_argument("--curve", default=None, metavar="CODEC",
+                    help="also each fit's bits at equal PSNR against this codec's per-image curve in --anchor-csv")
     args = ap.parse_args(argv)
-    print(table(read(args.jsonl), args.anchor_csv, args.anchor, args.versus))
+    rows = read(args.jsonl)
+    print(table(rows, args.anchor_csv, args.anchor, args.versus))
+    if args.curve:
+        print()
+        print(point_table(rows, args.anchor_csv, args.curve))
 
 
 if __name__ == "__main__":

@@ -106,3 +106,15 @@ def test_reproduces_the_shared_baseline_summary():
     assert bd_rate(jpeg, average(by["webp"]), "pchip") == pytest.approx(-40.3, abs=0.05)
     assert bd_rate(jpeg, average(by["avif"]), "cubic") == pytest.approx(-51.7, abs=0.05)
     assert bd_rate(jpeg, average(by["avif"]), "pchip") == pytest.approx(-51.3, abs=0.05)
+
+
+def test_bpp_at_inverts_the_curve_and_extrapolates_only_when_asked():
+    from benchmarks.bdrate import bpp_at
+
+    curve = [(0.25, 26.0), (0.5, 28.0), (1.0, 30.0)]
+    assert bpp_at(curve, 28.0) == pytest.approx(0.5)
+    assert bpp_at(curve, 29.0) == pytest.approx(math.sqrt(0.5))
+    assert math.isnan(bpp_at(curve, 31.0))
+    assert bpp_at(curve, 32.0, extrapolate=True) == pytest.approx(2.0)
+    assert bpp_at(curve, 24.0, extrapolate=True) == pytest.approx(0.125)
+    assert math.isnan(bpp_at([(0.5, 28.0), (1.0, 27.0)], 27.5))  # not rising

@@ -36,3 +36,21 @@ def test_objective_is_mse_plus_lambda_rate():
 
     j = study_table.objective(45, 0.5, 30.0)
     assert math.isclose(j, 1e-3 + quality_to_lambda(45) * 0.5)
+
+
+def test_point_table_reads_each_fit_against_the_curve_of_its_image(tmp_path):
+    anchor = tmp_path / "k.csv"
+    _write(anchor, [_row("ani_default", f"q={q}", img, b, p) for img in ("kodim01", "kodim02")
+                    for q, b, p in ((10, 0.2, 25.0), (45, 0.8, 30.0), (90, 1.6, 32.0))])
+    rows = [
+        dict(tag="v", image="kodim01", quality=45, bpp=0.4, psnr=30.0),  # half the bits at 30 dB
+        dict(tag="v", image="kodim02", quality=45, bpp=0.8, psnr=31.0),  # the curve needs 0.8 * sqrt(2) at 31 dB
+        dict(tag="v", image="kodim01", quality=90, bpp=3.2, psnr=34.0),  # beyond the curve: along its end segment
+    ]
+    text = study_table.point_table(study_table.read([_study(tmp_path / "s.jsonl", rows)]), anchor, "ani_default")
+    q45 = next(l for l in text.splitlines() if l.startswith("| v | 45 |")).split("|")
+    assert float(q45[3]) == round((-50.0 + 100 * (1 / math.sqrt(2) - 1)) / 2, 1)
+    assert q45[5].strip() == "2/2" and q45[6].strip() == "0"
+    q90 = next(l for l in text.splitlines() if l.startswith("| v | 90 |")).split("|")
+    # 2 dB past the top point at 1 bit per 2 dB: 3.2 bpp is what the line needs there
+    assert abs(float(q90[3])) < 0.05 and q90[6].strip() == "1" and q90[7].strip().endswith("0.0*")
