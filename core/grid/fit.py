@@ -91,6 +91,7 @@ SIGMA_GAIN = 16.0
 #: steps at 850 and low qualities spent bits a converged fit would not (kodim01 +
 #: kodim23 at 850 steps: BD-rate against JPEG +46.6 % with 0.85, +17.2 % with 0.6)
 COARSE_END = 0.6
+COARSE_HIGH = 0.5
 COARSE_MIN_PIXELS = 256 * 256
 #: every this many full-resolution steps (from the one where level 0 joins, for
 #: images with a coarse phase) the context model is refitted to the hard-rounded
@@ -110,11 +111,11 @@ CUDA_FILL_UNINITIALIZED = False
 
 def coarse_fraction(quality: float) -> float:
     """Fraction of the steps fitted at half resolution: ``COARSE_END`` up to
-    quality 30, falling linearly to 0.5 at quality 60 and above, where the
+    quality 30, falling linearly to ``COARSE_HIGH`` at quality 60 and above, where the
     finest level carries detail that needs full-resolution steps (measured when
     ``COARSE_END`` was 0.85, at 1800 steps: kodim01 at quality 55 gave 24.9 dB
     at 0.71 bpp with 0.85, 25.4 dB at 0.65 bpp with 0.6)."""
-    return float(min(COARSE_END, max(0.5, COARSE_END - (quality - 30) * (COARSE_END - 0.5) / 30)))
+    return float(min(COARSE_END, max(COARSE_HIGH, COARSE_END - (quality - 30) * (COARSE_END - COARSE_HIGH) / 30)))
 
 
 def _step_cost(coarse: float) -> float:
