@@ -14,7 +14,10 @@ from typing import Iterable
 from .errors import AniFormatError, AniLimitError, NotAniError
 
 MAGIC = b"\x89ANI\r\n\x1a\n"
-FORMAT_VERSION = 1
+#: the version written; version 2 changed the ``grid`` family's context model
+#: (``MODL``, ``LATS``: docs/format.md); the container is the same in both
+FORMAT_VERSION = 2
+READ_VERSIONS = (1, 2)
 _PREAMBLE = struct.Struct("<8sHH")  # magic, version, header length
 _HEADER = struct.Struct("<IIBBBBIIBBH")  # w, h, channels, model, bits, flags, n_latents, n_params, quality, effort, reserved
 _SECTION = struct.Struct("<4sI")
@@ -167,8 +170,8 @@ def parse(data: bytes) -> tuple[Header, dict[bytes, bytes]]:
     if len(data) < _PREAMBLE.size:
         raise AniFormatError("truncated .ani file: preamble incomplete")
     _, version, hlen = _PREAMBLE.unpack_from(data, 0)
-    if version != FORMAT_VERSION:
-        raise AniFormatError(f"unsupported .ani format version {version} (this decoder reads {FORMAT_VERSION})")
+    if version not in READ_VERSIONS:
+        raise AniFormatError(f"unsupported .ani format version {version} (this decoder reads {', '.join(map(str, READ_VERSIONS))})")
     if hlen < _HEADER.size:
         raise AniFormatError(f"header length {hlen} is shorter than the {_HEADER.size} bytes of version {version}")
     end = _PREAMBLE.size + hlen

@@ -11,7 +11,10 @@ options at their defaults as listed in ``GOLDEN_OPTIONS``) and writes
 
 ``tests/test_codec.py`` decodes the committed ``golden.ani`` and compares the
 result with ``golden.png`` pixel for pixel, and checks the header fields
-against ``GOLDEN_OPTIONS``. Run this script again (and commit both files) only
+against ``GOLDEN_OPTIONS``. ``golden_v1.ani`` / ``golden_v1.png`` are the same
+image written by this script in format version 1 (before the context model of
+version 2): they are never regenerated, and keep the reading of version 1
+files tested. Run this script again (and commit both files) only
 when the file format or the decoder changes on purpose: a golden file that
 stops decoding to the same pixels is exactly what the test is there to catch.
 """
@@ -27,6 +30,9 @@ ROOT = HERE.parent
 DATA = HERE / "data"
 GOLDEN_ANI = DATA / "golden.ani"
 GOLDEN_PNG = DATA / "golden.png"
+#: the golden file of format version 1 and its pixels (fixed: no longer written)
+GOLDEN_V1_ANI = DATA / "golden_v1.ani"
+GOLDEN_V1_PNG = DATA / "golden_v1.png"
 
 #: width, height of the golden image
 GOLDEN_SIZE = (32, 16)

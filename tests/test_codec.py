@@ -15,7 +15,7 @@ pytest.importorskip("torch")
 import core  # noqa: E402
 from core import container  # noqa: E402
 
-from make_golden import GOLDEN_ANI, GOLDEN_OPTIONS, GOLDEN_PNG, GOLDEN_SIZE, golden_image  # noqa: E402
+from make_golden import GOLDEN_ANI, GOLDEN_OPTIONS, GOLDEN_PNG, GOLDEN_SIZE, GOLDEN_V1_ANI, GOLDEN_V1_PNG, golden_image  # noqa: E402
 
 
 def box_downscale(a: np.ndarray, k: int) -> np.ndarray:
@@ -227,17 +227,19 @@ def test_encode_does_not_modify_its_input(synth):
 
 # -- golden file --------------------------------------------------------------------------------------
 
-def test_golden_file_decodes_to_the_expected_pixels():
+@pytest.mark.parametrize("ani,png,version", [(GOLDEN_ANI, GOLDEN_PNG, core.FORMAT_VERSION), (GOLDEN_V1_ANI, GOLDEN_V1_PNG, 1)])
+def test_golden_file_decodes_to_the_expected_pixels(ani, png, version):
     Image = pytest.importorskip("PIL.Image")  # the golden pixels are a PNG; Pillow is a test dependency
 
-    data = GOLDEN_ANI.read_bytes()
-    with Image.open(GOLDEN_PNG) as im:
+    data = ani.read_bytes()
+    assert core.read_header(data).version == version
+    with Image.open(png) as im:
         expected = np.asarray(im.convert("RGB"))
     out = core.decode(data)
     assert out.shape == expected.shape == (GOLDEN_SIZE[1], GOLDEN_SIZE[0], 3)
     mismatch = np.argwhere(out != expected)
     assert mismatch.size == 0, (
-        f"{len(mismatch)} values differ from tests/data/golden.png, first at {mismatch[:5].tolist()}; "
+        f"{len(mismatch)} values differ from {png.name}, first at {mismatch[:5].tolist()}; "
         "if the format or decoder changed on purpose, run python tests/make_golden.py"
     )
 

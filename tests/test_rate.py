@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from core.grid.arch import GridArch, default_levels
-from core.grid.context import N_CTX_PARAMS, N_FEATURES, anchor_mask, features_np
+from core.grid.context import N_CTX_PARAMS, N_FEATURES, N_PASSES, features_np, pass_masks
 from core.grid.rate import ContextTable, GatherPlan, coded_params, flat_bits, laplace_bits, latent_bits
 
 
@@ -17,9 +17,10 @@ def _grids(height, width, seed=0):
 
 
 @pytest.mark.parametrize("size", [(37, 53), (64, 64), (17, 9)])
-def test_table_gathers_the_reference_features(size):
+@pytest.mark.parametrize("passes", [2, 3])
+def test_table_gathers_the_reference_features(size, passes):
     grids = _grids(*size)
-    table = ContextTable([g.shape for g in grids])
+    table = ContextTable([g.shape for g in grids], passes=passes)
     ext = np.concatenate([g.ravel() for g in grids] + [[0]])
     feats = ext[table.index.numpy()]
     pos = table.pos.numpy()
@@ -27,12 +28,11 @@ def test_table_gathers_the_reference_features(size):
     start = entry = 0
     for level, g in enumerate(grids):
         parent = grids[level + 1] if level + 1 < len(grids) else None
-        for k, anchors in enumerate((True, False)):
-            mask = anchor_mask(g.shape) == anchors
-            n = table.group_sizes[2 * level + k]
+        for k, mask in enumerate(pass_masks(g.shape, passes)):
+            n = table.group_sizes[passes * level + k]
             assert n == mask.sum()
             assert np.array_equal(pos[entry : entry + n], start + np.flatnonzero(mask))
-            assert np.array_equal(feats[:, entry : entry + n], features_np(g, parent, anchors)[:, mask]), (level, anchors)
+            assert np.array_equal(feats[:, entry : entry + n], features_np(g, parent, k, passes)[:, mask]), (level, k)
             entry += n
         start += g.size
     assert entry == ext.size - 1
@@ -44,9 +44,9 @@ def _reference_bits(grids, ctx, lo, hi, first=0):
     for level in range(first, len(grids)):
         g = grids[level]
         parent = grids[level + 1] if level + 1 < len(grids) else None
-        for anchors, mask in ((True, anchor_mask(g.shape)), (False, ~anchor_mask(g.shape))):
-            f = torch.from_numpy(features_np(g, parent, anchors)[:, mask]).float()
-            p = ctx[level, 0 if anchors else 1]
+        for phase, mask in enumerate(pass_masks(g.shape, N_PASSES)):
+            f = torch.from_numpy(features_np(g, parent, phase)[:, mask]).float()
+            p = ctx[level, phase]
             mu = (p[:N_FEATURES, None] * f).sum(0) + p[N_FEATURES]
             sigma = (p[N_FEATURES + 1 : 2 * N_FEATURES + 1, None] * f.abs()).sum(0) + p[-1]
             y = torch.from_numpy(g[mask]).float()
@@ -58,7 +58,7 @@ def _reference_bits(grids, ctx, lo, hi, first=0):
 def test_bits_equal_a_level_by_level_evaluation(first):
     grids = _grids(48, 40, seed=3)
     gen = torch.Generator().manual_seed(4)
-    ctx = torch.randn((len(grids), 2, N_CTX_PARAMS), generator=gen) * 0.3
+    ctx = torch.randn((len(grids), N_PASSES, N_CTX_PARAMS), generator=gen) * 0.3
     ctx[..., -1] = 20.0
     got = float(latent_bits([torch.from_numpy(g).float() for g in grids], ctx, -8, 7, first=first))
     assert got == pytest.approx(_reference_bits(grids, ctx, -8, 7, first), rel=1e-5)
@@ -69,7 +69,7 @@ def test_gradients_reach_every_level_and_the_context_parameters():
     table = ContextTable([g.shape for g in grids])
     flat = torch.cat([torch.from_numpy(g).float().ravel() for g in grids]) + 0.3
     flat.requires_grad_()
-    ctx = torch.full((len(grids), 2, N_CTX_PARAMS), 0.1)
+    ctx = torch.full((len(grids), N_PASSES, N_CTX_PARAMS), 0.1)
     ctx[..., -1] = 20.0
     ctx.requires_grad_()
     flat_bits(flat, ctx, table, -8, 7, first=1).backward()
@@ -110,15 +110,15 @@ def test_estimate_equals_the_coder_s_cost_means_on_ties_included():
     lo, hi = -8, 7
     grids = _grids(40, 48, seed=7)
     gen = np.random.default_rng(8)
-    ctx = np.zeros((len(grids), 2, N_CTX_PARAMS), dtype=np.int64)
+    ctx = np.zeros((len(grids), N_PASSES, N_CTX_PARAMS), dtype=np.int64)
     ctx[..., :N_FEATURES] = 64 * gen.integers(-4, 5, size=ctx[..., :N_FEATURES].shape)  # quarter steps
     ctx[..., N_FEATURES] = 32 + 64 * gen.integers(-2, 3, size=ctx[..., N_FEATURES].shape)  # every mean on a tie
-    ctx[..., N_FEATURES + 1 : N_CTX_PARAMS - 1] = gen.integers(0, 64, size=(len(grids), 2, N_FEATURES))
+    ctx[..., N_FEATURES + 1 : N_CTX_PARAMS - 1] = gen.integers(0, 64, size=(len(grids), N_PASSES, N_FEATURES))
     # scales on ties too, wide enough that no symbol reaches the 2**-24 floor of the estimate
-    ctx[..., N_CTX_PARAMS - 1] = 128 + 256 * gen.integers(28, 50, size=(len(grids), 2))
+    ctx[..., N_CTX_PARAMS - 1] = 128 + 256 * gen.integers(28, 50, size=(len(grids), N_PASSES))
     coder = 0.0
-    for level, anchors, mask, parent in coding_passes(grids):
-        c, s, f = model_indices(features_np(grids[level], parent, anchors)[:, mask], ctx[level, 0 if anchors else 1], lo, hi)
+    for level, phase, mask, parent in coding_passes(grids):
+        c, s, f = model_indices(features_np(grids[level], parent, phase)[:, mask], ctx[level, phase], lo, hi)
         r = grids[level][mask] - c
         coder += sum(cost_bits(r[at], si, fi, hi - lo + 1) for si, fi, at in _groups(s, f))
     est = float(latent_bits([torch.from_numpy(g).float() for g in grids], torch.from_numpy(ctx).float() / CTX_FRAC, lo, hi))
@@ -134,7 +134,7 @@ def test_a_mean_on_a_tie_rounds_up_as_the_coder_does():
 
     lo, hi = -8, 7
     grids = [np.zeros(s, dtype=np.int64) for s in ((16, 16), (8, 8), (4, 4))]
-    ctx = np.zeros((len(grids), 2, N_CTX_PARAMS), dtype=np.int64)
+    ctx = np.zeros((len(grids), N_PASSES, N_CTX_PARAMS), dtype=np.int64)
     ctx[..., N_FEATURES] = -3 * CTX_FRAC // 8
     est = float(latent_bits([torch.from_numpy(g).float() for g in grids], torch.from_numpy(ctx).float() / CTX_FRAC, lo, hi))
     per_latent = cost_bits(np.array([1]), 0, MU_DIV - 1, hi - lo + 1)  # residual 1 from floor(-1/4) = -1, f = 3

@@ -1,10 +1,12 @@
 """Serialisation of a fitted grid model into the ``MODL`` and ``LATS``
 sections, and back. numpy + constriction only; no torch.
 
-``MODL``: architecture, per-layer float32 steps and scale indices, the int16
-context parameters, then a range-coded stream of the network integers.
+``MODL``: architecture, per-layer float32 steps and scale indices, the
+context parameters, then a range-coded stream of the network integers (and,
+from format version 2, of the context parameters' high parts).
 ``LATS``: one range-coded stream of all latent integers, in the order of
-:func:`core.grid.context.coding_passes`. See ``docs/format.md``.
+:func:`core.grid.context.coding_passes`. See ``docs/format.md``. Writers
+write version 2 (``FORMAT_VERSION``); readers take the version of the file.
 """
 from __future__ import annotations
 
@@ -13,16 +15,24 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..entropy import N_SCALES, GroupedDecoder, GroupedEncoder, best_scale
+from ..container import FORMAT_VERSION
+from ..entropy import N_SCALES, GroupedDecoder, GroupedEncoder, best_scale, cost_bits
 from ..errors import AniFormatError
 from .arch import GridArch
-from .context import N_CTX_PARAMS, coding_passes, features_at, model_indices
+from .context import CTX_LIMIT, N_CTX_PARAMS, N_FEATURES, N_PASSES, coding_passes, features_at, model_indices, passes_of
 
 BIAS_BITS = 10
 MAX_BIAS_BITS = 12  # what a reader accepts; bounds the size of the coding tables
 TAG_MODEL = b"MODL"
 TAG_LATENTS = b"LATS"
 _LAYER = struct.Struct("<ffBB")
+#: version 2 codes the context parameters in four classes (mean weights, mean
+#: bias, scale weights, scale bias): each value ``v`` as its high part ``v >>
+#: shift`` (range coded, a zero-mean model of the class's scale, alphabet
+#: ``-CTX_RADIUS..CTX_RADIUS``) and its ``shift`` low bits (packed)
+CTX_CLASSES = (tuple(range(N_FEATURES)), (N_FEATURES,), tuple(range(N_FEATURES + 1, 2 * N_FEATURES + 1)), (2 * N_FEATURES + 1,))
+CTX_RADIUS = 1024
+CTX_MAX_SHIFT = 15
 
 
 @dataclass
@@ -32,7 +42,7 @@ class GridModel:
     arch: GridArch
     bits: int
     weights: list[tuple[np.ndarray, float, np.ndarray, float]]  # (w ints, w step, b ints, b step)
-    ctx: np.ndarray  # int16 (levels, 2, N_CTX_PARAMS)
+    ctx: np.ndarray  # int16 (levels, passes, N_CTX_PARAMS): N_PASSES as written
     latents: list[np.ndarray]  # int64 grids, level 0 finest
 
     def latent_range(self) -> tuple[int, int]:
@@ -57,7 +67,29 @@ def _read_words(buf: bytes, offset: int) -> tuple[np.ndarray, int]:
     return np.frombuffer(buf, dtype="<u4", count=n, offset=offset + 4).astype(np.uint32), end
 
 
+def _ctx_split(values: np.ndarray) -> tuple[int, int]:
+    """The ``(shift, scale)`` coding one class of context parameters in the
+    fewest bits: high parts at their best scale plus ``shift`` raw bits each."""
+    best = None
+    for shift in range(CTX_MAX_SHIFT + 1):
+        high = values >> shift
+        if high.min() < -CTX_RADIUS or high.max() > CTX_RADIUS:
+            continue
+        scale = best_scale(high, CTX_RADIUS)
+        bits = cost_bits(high, scale, 0, CTX_RADIUS) + shift * values.size
+        if best is None or bits < best[0]:
+            best = (bits, shift, scale)
+    return best[1], best[2]
+
+
+def _low_bits(values: np.ndarray, shift: int) -> np.ndarray:
+    """The ``shift`` low bits of each value, most significant first: a (n * shift,) 0/1 array."""
+    low = (values & ((1 << shift) - 1)).astype(np.int64)
+    return ((low[:, None] >> np.arange(shift - 1, -1, -1)) & 1).reshape(-1)
+
+
 def write_model(model: GridModel) -> bytes:
+    """``MODL`` of format version 2."""
     enc = GroupedEncoder()
     head = [model.arch.pack(), struct.pack("<B", BIAS_BITS)]
     w_radius, b_radius = 2 ** (model.bits - 1), 2 ** (BIAS_BITS - 1)
@@ -66,18 +98,32 @@ def write_model(model: GridModel) -> bytes:
         head.append(_LAYER.pack(ws, bs, sw, sb))
         enc.encode(wq.ravel(), np.full(wq.size, sw), np.zeros(wq.size, np.int64), w_radius)
         enc.encode(bq.ravel(), np.full(bq.size, sb), np.zeros(bq.size, np.int64), b_radius)
-    head.append(np.asarray(model.ctx, dtype="<i2").tobytes())
+    ctx = np.asarray(model.ctx, dtype=np.int64).reshape(-1, N_CTX_PARAMS)
+    if ctx.shape[0] != model.arch.levels * N_PASSES:
+        raise ValueError(f"context parameters for {ctx.shape[0]} passes, the format has {model.arch.levels * N_PASSES}")
+    low = []
+    for cls in CTX_CLASSES:
+        values = ctx[:, cls].reshape(-1)
+        shift, scale = _ctx_split(values)
+        head.append(struct.pack("<BB", shift, scale))
+        high = values >> shift
+        enc.encode(high, np.full(high.size, scale), np.zeros(high.size, np.int64), CTX_RADIUS)
+        low.append(_low_bits(values, shift))
+    head.append(np.packbits(np.concatenate(low).astype(np.uint8)).tobytes())
     head.append(_words(enc.words()))
     return b"".join(head)
 
 
-def read_model(buf: bytes, bits: int, channels: int, n_params: int):
-    """Parse ``MODL``; returns (arch, weights, ctx)."""
+def read_model(buf: bytes, bits: int, channels: int, n_params: int, version: int = FORMAT_VERSION):
+    """Parse ``MODL`` of a file of format ``version``; returns (arch, weights,
+    ctx), ctx (levels, passes, 12) int64."""
     arch, pos = GridArch.unpack(buf)
     if arch.channels != channels:
         raise AniFormatError(f"corrupt .ani file: model outputs {arch.channels} channels, header says {channels}")
     if arch.n_weights() != n_params:
         raise AniFormatError(f"corrupt .ani file: header declares {n_params} parameters, model has {arch.n_weights()}")
+    passes = passes_of(version)
+    n_ctx = arch.levels * passes * N_CTX_PARAMS
     try:
         (bias_bits,) = struct.unpack_from("<B", buf, pos)
         pos += 1
@@ -87,11 +133,23 @@ def read_model(buf: bytes, bits: int, channels: int, n_params: int):
         for _ in arch.layer_shapes():
             layers.append(_LAYER.unpack_from(buf, pos))
             pos += _LAYER.size
-        n_ctx = arch.levels * 2 * N_CTX_PARAMS
-        if pos + 2 * n_ctx > len(buf):
-            raise AniFormatError("corrupt .ani model section: context parameters truncated")
-        ctx = np.frombuffer(buf, dtype="<i2", count=n_ctx, offset=pos).reshape(arch.levels, 2, N_CTX_PARAMS)
-        pos += 2 * n_ctx
+        if version == 1:
+            if pos + 2 * n_ctx > len(buf):
+                raise AniFormatError("corrupt .ani model section: context parameters truncated")
+            ctx = np.frombuffer(buf, dtype="<i2", count=n_ctx, offset=pos).astype(np.int64)
+            pos += 2 * n_ctx
+        else:
+            splits = [struct.unpack_from("<BB", buf, pos + 2 * k) for k in range(len(CTX_CLASSES))]
+            pos += 2 * len(CTX_CLASSES)
+            if any(shift > CTX_MAX_SHIFT or scale >= N_SCALES for shift, scale in splits):
+                raise AniFormatError(f"corrupt .ani model section: context parameter coding {splits}")
+            counts = [arch.levels * passes * len(cls) for cls in CTX_CLASSES]
+            n_low = sum(n * shift for n, (shift, _) in zip(counts, splits))
+            low_bytes = (n_low + 7) // 8
+            if pos + low_bytes > len(buf):
+                raise AniFormatError("corrupt .ani model section: context parameters truncated")
+            low_bits = np.unpackbits(np.frombuffer(buf, dtype=np.uint8, count=low_bytes, offset=pos))[:n_low]
+            pos += low_bytes
     except struct.error:
         raise AniFormatError("corrupt .ani model section: truncated") from None
     words, pos = _read_words(buf, pos)
@@ -106,35 +164,49 @@ def read_model(buf: bytes, bits: int, channels: int, n_params: int):
         wq = dec.decode(np.full(o * i, sw), np.zeros(o * i, np.int64), w_radius).reshape(o, i)
         bq = dec.decode(np.full(o, sb), np.zeros(o, np.int64), b_radius)
         weights.append((wq, ws, bq, bs))
-    return arch, weights, ctx.astype(np.int64)
+    if version != 1:
+        ctx = np.zeros((arch.levels * passes, N_CTX_PARAMS), dtype=np.int64)
+        at = 0
+        for cls, n, (shift, scale) in zip(CTX_CLASSES, counts, splits):
+            high = dec.decode(np.full(n, scale), np.zeros(n, np.int64), CTX_RADIUS)
+            low = low_bits[at : at + n * shift].reshape(n, shift).astype(np.int64) if shift else np.zeros((n, 0), np.int64)
+            at += n * shift
+            values = (high << shift) + (low << np.arange(shift - 1, -1, -1)).sum(axis=1)
+            if values.min() < -(CTX_LIMIT + 1) or values.max() > CTX_LIMIT:
+                raise AniFormatError("corrupt .ani model section: context parameter outside the int16 range")
+            ctx[:, list(cls)] = values.reshape(-1, len(cls))
+    return arch, weights, ctx.reshape(arch.levels, passes, N_CTX_PARAMS)
 
 
 def write_latents(model: GridModel) -> bytes:
+    """``LATS`` of format version 2."""
     lo, hi = model.latent_range()
     radius = hi - lo + 1
     enc = GroupedEncoder()
-    for level, anchors, mask, parent in coding_passes(model.latents):
+    for level, phase, mask, parent in coding_passes(model.latents, N_PASSES):
         grid = model.latents[level]
         rows, cols = np.nonzero(mask)
-        feats = features_at(grid, parent, anchors, rows, cols)
-        c, s, f = model_indices(feats, model.ctx[level, 0 if anchors else 1], lo, hi)
+        feats = features_at(grid, parent, phase, rows, cols, N_PASSES)
+        c, s, f = model_indices(feats, model.ctx[level, phase], lo, hi)
         enc.encode(grid[rows, cols] - c, s, f, radius)
     return _words(enc.words())
 
 
-def read_latents(buf: bytes, arch: GridArch, ctx: np.ndarray, bits: int, height: int, width: int) -> list[np.ndarray]:
+def read_latents(buf: bytes, arch: GridArch, ctx: np.ndarray, bits: int, height: int, width: int,
+                 version: int = FORMAT_VERSION) -> list[np.ndarray]:
     words, pos = _read_words(buf, 0)
     if pos != len(buf):
         raise AniFormatError("corrupt .ani latent section: trailing bytes")
     lo, hi = latent_range(bits)
     radius = hi - lo + 1
+    passes = passes_of(version)
     grids = [np.zeros(shape, dtype=np.int64) for shape in arch.grid_shapes(height, width)]
     dec = GroupedDecoder(words)
-    for level, anchors, mask, parent in coding_passes(grids):
+    for level, phase, mask, parent in coding_passes(grids, passes):
         grid = grids[level]
         rows, cols = np.nonzero(mask)
-        feats = features_at(grid, parent, anchors, rows, cols)
-        c, s, f = model_indices(feats, ctx[level, 0 if anchors else 1], lo, hi)
+        feats = features_at(grid, parent, phase, rows, cols, passes)
+        c, s, f = model_indices(feats, ctx[level, phase], lo, hi)
         values = dec.decode(s, f, radius) + c
         if values.size and (values.min() < lo or values.max() > hi):
             raise AniFormatError("corrupt .ani latent section: decoded value outside the latent range")

@@ -36,7 +36,7 @@ def fit_context(ints: torch.Tensor, ctx_train: torch.Tensor, gain: torch.Tensor,
 
     Args:
         ints: the flat integer latents (as :class:`ContextTable` reads them).
-        ctx_train: (levels, 2, 12) trainable parameters, the real ones divided
+        ctx_train: (levels, passes, 12) trainable parameters, the real ones divided
             by ``gain`` (the fit's parametrisation); the start point.
         gain: (12,) the gain of each parameter.
         table, lo, hi: as :func:`core.grid.rate.flat_bits`.

@@ -41,7 +41,7 @@ from ..hooks import resolve, rounding_methods
 from ..options import EncodeOptions
 from .arch import GridArch, default_levels, synthesize_planes
 from .bitstream import TAG_LATENTS, TAG_MODEL, BIAS_BITS, GridModel, latent_range, read_latents, read_model, write_latents, write_model
-from .context import CTX_FRAC, N_CTX_PARAMS, N_FEATURES
+from .context import CTX_FRAC, N_CTX_PARAMS, N_FEATURES, N_PASSES
 from .context_fit import CTX_FIT_STEPS, fit_context, quantize_ctx
 from .decode import render
 from ..lsq import LSQ
@@ -229,7 +229,7 @@ def fit_grid(image: np.ndarray, opts: EncodeOptions, progress=None, trace=None, 
     # units) and the scale terms (scale-index units, 0..63)
     gain = torch.ones(N_CTX_PARAMS, device=device)
     gain[N_FEATURES + 1 :] = SIGMA_GAIN
-    ctx_train = torch.zeros((arch.levels, 2, N_CTX_PARAMS), device=device)
+    ctx_train = torch.zeros((arch.levels, N_PASSES, N_CTX_PARAMS), device=device)
     ctx_train[:, :, 2 * N_FEATURES + 1] = SIGMA_INIT / SIGMA_GAIN
     ctx_train.requires_grad_()
     quant = [(LSQ(opts.bits).to(device), LSQ(BIAS_BITS).to(device)) for _ in layers]

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..entropy import B_MIN, MU_DIV, N_SCALES, RHO
-from .context import N_CTX_PARAMS, N_FEATURES, anchor_mask, features_np
+from .context import N_CTX_PARAMS, N_FEATURES, N_PASSES, features_np, pass_masks
 
 _LN_RHO = math.log(RHO)
 _MIN_P = 2.0**-24
@@ -27,9 +27,9 @@ class ContextTable:
     """Where every latent's context features are, over all levels at once.
 
     The rate is evaluated over *entries*: the latents grouped by the
-    parameters that code them, group ``2 * level + pass`` (pass 0: anchors, 1:
-    the others; the row of ``ctx.reshape(-1, 12)``), level 0 first, each group
-    in row-major order.
+    parameters that code them, group ``passes * level + pass`` (the passes of
+    :func:`core.grid.context.pass_masks`; the row of ``ctx.reshape(-1, 12)``),
+    level 0 first, each group in row-major order.
 
     Attributes:
         sizes: latents per level (level 0 first).
@@ -42,7 +42,8 @@ class ContextTable:
             read that zero).
     """
 
-    def __init__(self, shapes: list[tuple[int, int]], device=None) -> None:
+    def __init__(self, shapes: list[tuple[int, int]], device=None, passes: int = N_PASSES) -> None:
+        self.passes = passes
         self.sizes = [h * w for h, w in shapes]
         offsets = np.concatenate([[0], np.cumsum(self.sizes)])
         zero = int(offsets[-1])
@@ -52,9 +53,8 @@ class ContextTable:
         pos, index, self.group_sizes = [], [], []
         for level, grid in enumerate(ids):
             parent = ids[level + 1] if level + 1 < len(ids) else None
-            for is_anchor in (True, False):
-                mask = anchor_mask(grid.shape) == is_anchor
-                feats = features_np(grid, parent, is_anchor)[:, mask] - 1
+            for phase, mask in enumerate(pass_masks(grid.shape, passes)):
+                feats = features_np(grid, parent, phase, passes)[:, mask] - 1
                 index.append(np.where(feats < 0, zero, feats))
                 pos.append(grid[mask] - 1)
                 self.group_sizes.append(int(mask.sum()))
@@ -160,15 +160,15 @@ def coded_params(mu: torch.Tensor, sigma: torch.Tensor, lo: int, hi: int):
 
 def flat_bits(flat: torch.Tensor, ctx: torch.Tensor, table: ContextTable, lo: int, hi: int, first: int = 0) -> torch.Tensor:
     """Total bits of the flat latents of every level (see :class:`ContextTable`);
-    ``ctx`` is (levels, 2, 12) in real units (the stored int16 divided by
+    ``ctx`` is (levels, passes, 12) in real units (the stored int16 divided by
     256); ``lo..hi`` is the latent range; levels below ``first`` are left out."""
     return entry_bits(flat, ctx, table, lo, hi, first).sum()
 
 
 def group_bits(flat: torch.Tensor, ctx: torch.Tensor, table: ContextTable, lo: int, hi: int) -> torch.Tensor:
-    """:func:`flat_bits` per group of entries (``2 * level + pass``, all levels):
-    a (levels * 2,) tensor, each group's bits depending on that group's
-    parameters only."""
+    """:func:`flat_bits` per group of entries (``passes * level + pass``, all
+    levels): a (levels * passes,) tensor, each group's bits depending on that
+    group's parameters only."""
     return torch.stack([b.sum() for b in entry_bits(flat, ctx, table, lo, hi).split(table.group_sizes)])
 
 
@@ -178,12 +178,12 @@ def entry_bits(flat: torch.Tensor, ctx: torch.Tensor, table: ContextTable, lo: i
     ext = torch.cat([flat, flat.new_zeros(1)])
     y = latent_plan(ext)
     feats = feature_plan(ext).view(N_FEATURES, -1)
-    sizes = table.group_sizes[2 * first :]
+    sizes = table.group_sizes[table.passes * first :]
     # one small product per group: the parameters are shared within a group, and
     # split's and unbind's backward are one concatenation or stack each (indexing
     # a row per group would write a zero tensor and copy into it per group: on a
     # GPU ~100 kernel launches per step)
-    p = ctx.reshape(-1, N_CTX_PARAMS)[2 * first :]
+    p = ctx.reshape(-1, N_CTX_PARAMS)[table.passes * first :]
     w_mu, b_mu = p[:, None, :N_FEATURES].unbind(0), p[:, N_FEATURES : N_FEATURES + 1].unbind(0)
     w_sig, b_sig = p[:, None, N_FEATURES + 1 : N_CTX_PARAMS - 1].unbind(0), p[:, N_CTX_PARAMS - 1 :].unbind(0)
     mu = torch.cat([torch.addmm(b_mu[g], w_mu[g], f) for g, f in enumerate(feats.split(sizes, 1))], 1)[0]

@@ -100,13 +100,14 @@ class ModlFields:
     widths: tuple[int, ...]  # u8 offsets
     bias_bits: int  # u8
     layers: tuple[tuple[int, int, int, int], ...]  # offsets of w_step f32, b_step f32, w_scale u8, b_scale u8
-    ctx: tuple[int, int]  # offset and count of the int16 context parameters
+    ctx: tuple[int, int]  # version 1: offset and count of the int16 context parameters; 2: of the low-bit bytes
+    ctx_codes: tuple[int, ...]  # version 2: offsets of the u8 shift and scale of each class; 1: none
     n_words: int  # u32 offset
     words: tuple[int, int]  # offset and count of the u32 words
 
 
-def modl_fields(payload: bytes) -> ModlFields:
-    """Locate the fields of a valid ``MODL`` payload."""
+def modl_fields(payload: bytes, version: int = 2) -> ModlFields:
+    """Locate the fields of a valid ``MODL`` payload of a file of format ``version``."""
     levels, _, n = struct.unpack_from("<BBB", payload, 0)
     widths = tuple(range(3, 3 + n))
     pos = 3 + n
@@ -116,8 +117,18 @@ def modl_fields(payload: bytes) -> ModlFields:
     for _ in range(n + 1):
         layers.append((pos, pos + 4, pos + 8, pos + 9))
         pos += 10
-    n_ctx = levels * 2 * 12
-    ctx = (pos, n_ctx)
-    pos += 2 * n_ctx
+    codes: tuple[int, ...] = ()
+    if version == 1:
+        n_ctx = levels * 2 * 12
+        ctx = (pos, n_ctx)
+        pos += 2 * n_ctx
+    else:
+        sizes = (5, 1, 5, 1)  # parameters per pass of each class
+        codes = tuple(range(pos, pos + 2 * len(sizes)))
+        shifts = payload[pos : pos + 2 * len(sizes) : 2]
+        pos += 2 * len(sizes)
+        n_low = (sum(levels * 3 * k * h for k, h in zip(sizes, shifts)) + 7) // 8
+        ctx = (pos, n_low)
+        pos += n_low
     (count,) = struct.unpack_from("<I", payload, pos)
-    return ModlFields(0, 1, 2, widths, bias_bits, tuple(layers), ctx, pos, (pos + 4, count))
+    return ModlFields(0, 1, 2, widths, bias_bits, tuple(layers), ctx, codes, pos, (pos + 4, count))

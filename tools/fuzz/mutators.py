@@ -283,7 +283,7 @@ def header_fields(rng, seed, seeds):
 
 @register("version", "forged")
 def version(rng, seed, seeds):
-    return replace(seed.layout, version=_pick(rng, (0, 2, 3, 255, 256, 65535))).build()
+    return replace(seed.layout, version=_pick(rng, (0, 1, 2, 3, 255, 256, 65535))).build()
 
 
 @register("header-length", "forged")
@@ -347,7 +347,7 @@ def modl_field(rng, seed, seeds):
     if not _is_grid(seed):
         return payload_edit(rng, seed, seeds)
     payload = bytearray(seed.layout.section(b"MODL"))
-    f = L.modl_fields(bytes(payload))
+    f = L.modl_fields(bytes(payload), seed.layout.version)
     which = int(rng.integers(7))
     if which == 0:
         _set(payload, _pick(rng, (f.levels, f.channels, f.n_hidden, f.bias_bits)), "<B", _pick(rng, INTERESTING_U8))
@@ -359,6 +359,13 @@ def modl_field(rng, seed, seeds):
     elif which == 3:
         layer = _pick(rng, f.layers)
         _set(payload, layer[2 + int(rng.integers(2))], "<B", _pick(rng, INTERESTING_U8))
+    elif which == 4 and f.ctx_codes and rng.random() < 0.5:  # version 2: a class's shift or scale
+        _set(payload, _pick(rng, f.ctx_codes), "<B", _pick(rng, INTERESTING_U8))
+    elif which == 4 and f.ctx_codes:  # version 2: bytes of the context parameters' low bits
+        start, count = f.ctx
+        for _ in range(int(rng.integers(1, 5))):
+            if count:
+                _set(payload, start + int(rng.integers(count)), "<B", _pick(rng, INTERESTING_U8))
     elif which == 4:
         start, count = f.ctx
         for _ in range(int(rng.integers(1, 5))):
