@@ -86,10 +86,21 @@ def table(rows, anchor_csv: Path, anchor: str = "jpeg", versus: str | None = Non
     return "\n".join(out)
 
 
+def pareto(curve):
+    """The points no other point beats (fewer bits and higher PSNR), by bpp: a
+    fit at a higher quality setting that reached a lower PSNR is left out."""
+    out = []
+    for bpp, psnr in sorted(curve):
+        if not out or psnr > out[-1][1]:
+            out.append((bpp, psnr))
+    return out
+
+
 def point_table(rows, csv_path: Path, codec: str) -> str:
     """Each fit against ``codec``'s curve for the same image in a benchmark CSV:
     the bits it needs at the PSNR it reached, relative to what the curve needs
-    there (log-bpp linear in PSNR between the curve's points). One point per
+    there (log-bpp linear in PSNR between the curve's points, those of
+    :func:`pareto`). One point per
     fit, so variants need not share qualities; points outside the curve's PSNR
     range are compared with its end segment's line (counted, marked ``*``). A
     negative mean is fewer bits than the curve."""
@@ -106,7 +117,7 @@ def point_table(rows, csv_path: Path, codec: str) -> str:
                 if q not in by[image]:
                     continue
                 bpp, psnr = by[image][q]
-                curve = [(r["bpp"], r["psnr"]) for r in ref.points.get(image, {}).values()]
+                curve = pareto([(r["bpp"], r["psnr"]) for r in ref.points.get(image, {}).values()])
                 need = bpp_at(curve, psnr)
                 mark = ""
                 if need != need:  # NaN: outside the curve's range, along its end segment

@@ -54,3 +54,7 @@ def test_point_table_reads_each_fit_against_the_curve_of_its_image(tmp_path):
     q90 = next(l for l in text.splitlines() if l.startswith("| v | 90 |")).split("|")
     # 2 dB past the top point at 1 bit per 2 dB: 3.2 bpp is what the line needs there
     assert abs(float(q90[3])) < 0.05 and q90[6].strip() == "1" and q90[7].strip().endswith("0.0*")
+
+
+def test_pareto_drops_points_beaten_by_cheaper_ones():
+    assert study_table.pareto([(2.0, 30.0), (1.0, 29.0), (2.2, 29.5), (3.0, 31.0)]) == [(1.0, 29.0), (2.0, 30.0), (3.0, 31.0)]
