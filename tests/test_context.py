@@ -4,7 +4,7 @@ without a parent level; the passes partition a level."""
 import numpy as np
 import pytest
 
-from core.grid.context import DIAGONAL, DIRECT, features_at, features_np, pass_masks
+from core.grid.context import DIAGONAL, DIRECT, features_at, features_np, pass_masks, pass_positions
 
 SHAPES = [(1, 1), (1, 5), (6, 1), (5, 7), (33, 17), (64, 96)]
 PHASES = [(2, 0), (2, 1), (3, 0), (3, 1), (3, 2)]
@@ -37,6 +37,14 @@ def test_passes_partition_the_level_and_read_only_earlier_passes(shape, passes):
             for di, dj in offsets:
                 if 0 <= i + di < shape[0] and 0 <= j + dj < shape[1]:
                     assert order[i + di, j + dj] < phase
+
+
+@pytest.mark.parametrize("shape", SHAPES + [(2, 2), (3, 3), (4, 7), (7, 4)])
+@pytest.mark.parametrize("passes", [2, 3])
+def test_positions_are_the_masks_in_raster_order(shape, passes):
+    for mask, (rows, cols) in zip(pass_masks(shape, passes), pass_positions(shape, passes)):
+        want_r, want_c = np.nonzero(mask)
+        assert np.array_equal(rows, want_r) and np.array_equal(cols, want_c)
 
 
 def test_second_of_three_passes_sees_its_diagonal_neighbours():

@@ -117,9 +117,9 @@ def test_estimate_equals_the_coder_s_cost_means_on_ties_included():
     # scales on ties too, wide enough that no symbol reaches the 2**-24 floor of the estimate
     ctx[..., N_CTX_PARAMS - 1] = 128 + 256 * gen.integers(28, 50, size=(len(grids), N_PASSES))
     coder = 0.0
-    for level, phase, mask, parent in coding_passes(grids):
-        c, s, f = model_indices(features_np(grids[level], parent, phase)[:, mask], ctx[level, phase], lo, hi)
-        r = grids[level][mask] - c
+    for level, phase, (rows, cols), parent in coding_passes(grids):
+        c, s, f = model_indices(features_np(grids[level], parent, phase)[:, rows, cols], ctx[level, phase], lo, hi)
+        r = grids[level][rows, cols] - c
         coder += sum(cost_bits(r[at], si, fi, hi - lo + 1) for si, fi, at in _groups(s, f))
     est = float(latent_bits([torch.from_numpy(g).float() for g in grids], torch.from_numpy(ctx).float() / CTX_FRAC, lo, hi))
     assert est == pytest.approx(coder, rel=1e-4)

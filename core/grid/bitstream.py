@@ -183,9 +183,8 @@ def write_latents(model: GridModel) -> bytes:
     lo, hi = model.latent_range()
     radius = hi - lo + 1
     enc = GroupedEncoder()
-    for level, phase, mask, parent in coding_passes(model.latents, N_PASSES):
+    for level, phase, (rows, cols), parent in coding_passes(model.latents, N_PASSES):
         grid = model.latents[level]
-        rows, cols = np.nonzero(mask)
         feats = features_at(grid, parent, phase, rows, cols, N_PASSES)
         c, s, f = model_indices(feats, model.ctx[level, phase], lo, hi)
         enc.encode(grid[rows, cols] - c, s, f, radius)
@@ -202,9 +201,8 @@ def read_latents(buf: bytes, arch: GridArch, ctx: np.ndarray, bits: int, height:
     passes = passes_of(version)
     grids = [np.zeros(shape, dtype=np.int64) for shape in arch.grid_shapes(height, width)]
     dec = GroupedDecoder(words)
-    for level, phase, mask, parent in coding_passes(grids, passes):
+    for level, phase, (rows, cols), parent in coding_passes(grids, passes):
         grid = grids[level]
-        rows, cols = np.nonzero(mask)
         feats = features_at(grid, parent, phase, rows, cols, passes)
         c, s, f = model_indices(feats, ctx[level, phase], lo, hi)
         values = dec.decode(s, f, radius) + c

@@ -154,10 +154,41 @@ def features_at(grid: np.ndarray, parent: np.ndarray | None, phase: int, rows: n
     return feats
 
 
+def pass_positions(shape: tuple[int, int], passes: int = N_PASSES) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(rows, cols)`` of each pass of :func:`pass_masks`, in raster order:
+    ``np.nonzero`` of the masks, made without them (decoding is ~20 % faster)."""
+    h, w = shape
+
+    def lattice(r0: int, c0: int):
+        r, c = np.arange(r0, h, 2), np.arange(c0, w, 2)
+        return np.repeat(r, c.size), np.tile(c, r.size)
+
+    def checker(parity: int):
+        # row i holds columns (i + parity) % 2, +2, ...: even rows then odd rows, interleaved by row
+        (re, ce), (ro, co) = lattice(0, parity), lattice(1, 1 - parity)
+        ne, no = (w - parity + 1) // 2, (w - (1 - parity) + 1) // 2
+        rows = np.empty(re.size + ro.size, dtype=np.int64)
+        cols = np.empty_like(rows)
+        # row i starts at sum of the lengths of rows < i
+        lengths = np.where(np.arange(h) % 2 == 0, ne, no)
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        idx_e = (starts[0::2, None] + np.arange(ne)).reshape(-1)
+        idx_o = (starts[1::2, None] + np.arange(no)).reshape(-1)
+        rows[idx_e], cols[idx_e] = re, ce
+        rows[idx_o], cols[idx_o] = ro, co
+        return rows, cols
+
+    if passes == 2:
+        return [checker(0), checker(1)]
+    if passes == 3:
+        return [lattice(0, 0), lattice(1, 1), checker(1)]
+    raise ValueError(f"no context model with {passes} passes")
+
+
 def coding_passes(grids: list[np.ndarray], passes: int = N_PASSES):
-    """Yield ``(level, phase, mask, parent)`` in coding order."""
+    """Yield ``(level, phase, (rows, cols), parent)`` in coding order."""
     n = len(grids)
     for level in range(n - 1, -1, -1):
         parent = grids[level + 1] if level + 1 < n else None
-        for phase, mask in enumerate(pass_masks(grids[level].shape, passes)):
-            yield level, phase, mask, parent
+        for phase, at in enumerate(pass_positions(grids[level].shape, passes)):
+            yield level, phase, at, parent
