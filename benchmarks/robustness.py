@@ -51,11 +51,11 @@ def flat_file(side: int) -> bytes:
     from core import container
     from core.grid.arch import GridArch, default_levels
     from core.grid.bitstream import GridModel, write_latents, write_model
-    from core.grid.context import N_CTX_PARAMS
+    from core.grid.context import N_CTX_PARAMS, N_PASSES
 
     arch = GridArch(default_levels(side, side), (16, 16), 3)
     weights = [(np.zeros((o, i), np.int64), 0.01, np.zeros(o, np.int64), 0.01) for o, i in arch.layer_shapes()]
-    ctx = np.zeros((arch.levels, 2, N_CTX_PARAMS), np.int16)  # scale index 0: the narrowest model
+    ctx = np.zeros((arch.levels, N_PASSES, N_CTX_PARAMS), np.int16)  # scale index 0: the narrowest model
     model = GridModel(arch, 4, weights, ctx, [np.zeros(s, np.int64) for s in arch.grid_shapes(side, side)])
     return container.pack(width=side, height=side, channels=3, model_code=0, bits=4,
                           n_latents=arch.n_latents(side, side), n_params=arch.n_weights(), quality=0, effort=1,

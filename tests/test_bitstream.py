@@ -100,3 +100,11 @@ def test_version_1_sections_read_with_two_passes():
     v1 = v2[:head] + ctx.astype("<i2").tobytes() + struct.pack("<I", len(w)) + w.tobytes()
     arch, weights, got = read_model(v1, 4, ARCH.channels, ARCH.n_weights(), version=1)
     assert got.shape == (ARCH.levels, 2, N_CTX_PARAMS) and np.array_equal(got, ctx)
+
+
+def test_the_robustness_benchmark_s_flat_file_decodes_to_mid_grey():
+    from benchmarks.robustness import flat_file
+    import core
+
+    out = core.decode(flat_file(40))
+    assert out.shape == (40, 40, 3) and (out == 128).all()
