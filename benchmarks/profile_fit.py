@@ -32,7 +32,7 @@ def main(argv=None) -> None:
 
     from core.grid import fit as F
     from core.grid.arch import GridArch, default_levels
-    from core.grid.context import N_CTX_PARAMS
+    from core.grid.context import N_CTX_PARAMS, N_PASSES
     from core.grid.rate import ContextTable, flat_bits
     from core.options import EncodeOptions
 
@@ -51,7 +51,7 @@ def main(argv=None) -> None:
     gen = torch.Generator().manual_seed(0)
     flat = torch.round(torch.randn(sum(a * b for a, b in shapes), generator=gen) * 2).requires_grad_()
     table = ContextTable(shapes)
-    ctx = torch.zeros(arch.levels, 2, N_CTX_PARAMS)
+    ctx = torch.zeros(arch.levels, N_PASSES, N_CTX_PARAMS)
     ctx[:, :, N_CTX_PARAMS - 1] = 24.0
     for i in range(6):
         if i == 1:
