@@ -139,17 +139,7 @@ def read_model(buf: bytes, bits: int, channels: int, n_params: int, version: int
             ctx = np.frombuffer(buf, dtype="<i2", count=n_ctx, offset=pos).astype(np.int64)
             pos += 2 * n_ctx
         else:
-            splits = [struct.unpack_from("<BB", buf, pos + 2 * k) for k in range(len(CTX_CLASSES))]
-            pos += 2 * len(CTX_CLASSES)
-            if any(shift > CTX_MAX_SHIFT or scale >= N_SCALES for shift, scale in splits):
-                raise AniFormatError(f"corrupt .ani model section: context parameter coding {splits}")
-            counts = [arch.levels * passes * len(cls) for cls in CTX_CLASSES]
-            n_low = sum(n * shift for n, (shift, _) in zip(counts, splits))
-            low_bytes = (n_low + 7) // 8
-            if pos + low_bytes > len(buf):
-                raise AniFormatError("corrupt .ani model section: context parameters truncated")
-            low_bits = np.unpackbits(np.frombuffer(buf, dtype=np.uint8, count=low_bytes, offset=pos))[:n_low]
-            pos += low_bytes
+            splits, low_bits, pos = _read_ctx_head(buf, pos, arch.levels * passes)
     except struct.error:
         raise AniFormatError("corrupt .ani model section: truncated") from None
     words, pos = _read_words(buf, pos)
@@ -165,17 +155,40 @@ def read_model(buf: bytes, bits: int, channels: int, n_params: int, version: int
         bq = dec.decode(np.full(o, sb), np.zeros(o, np.int64), b_radius)
         weights.append((wq, ws, bq, bs))
     if version != 1:
-        ctx = np.zeros((arch.levels * passes, N_CTX_PARAMS), dtype=np.int64)
-        at = 0
-        for cls, n, (shift, scale) in zip(CTX_CLASSES, counts, splits):
-            high = dec.decode(np.full(n, scale), np.zeros(n, np.int64), CTX_RADIUS)
-            low = low_bits[at : at + n * shift].reshape(n, shift).astype(np.int64) if shift else np.zeros((n, 0), np.int64)
-            at += n * shift
-            values = (high << shift) + (low << np.arange(shift - 1, -1, -1)).sum(axis=1)
-            if values.min() < -(CTX_LIMIT + 1) or values.max() > CTX_LIMIT:
-                raise AniFormatError("corrupt .ani model section: context parameter outside the int16 range")
-            ctx[:, list(cls)] = values.reshape(-1, len(cls))
+        ctx = _decode_ctx(dec, splits, low_bits, arch.levels * passes)
     return arch, weights, ctx.reshape(arch.levels, passes, N_CTX_PARAMS)
+
+
+def _read_ctx_head(buf: bytes, pos: int, groups: int):
+    """Version 2: the classes' ``(shift, scale)`` and the low bits of ``groups``
+    sets of context parameters, checked; and the offset after them."""
+    splits = [struct.unpack_from("<BB", buf, pos + 2 * k) for k in range(len(CTX_CLASSES))]
+    pos += 2 * len(CTX_CLASSES)
+    if any(shift > CTX_MAX_SHIFT or scale >= N_SCALES for shift, scale in splits):
+        raise AniFormatError(f"corrupt .ani model section: context parameter coding {splits}")
+    n_low = sum(groups * len(cls) * shift for cls, (shift, _) in zip(CTX_CLASSES, splits))
+    low_bytes = (n_low + 7) // 8
+    if pos + low_bytes > len(buf):
+        raise AniFormatError("corrupt .ani model section: context parameters truncated")
+    low_bits = np.unpackbits(np.frombuffer(buf, dtype=np.uint8, count=low_bytes, offset=pos))[:n_low]
+    return splits, low_bits, pos + low_bytes
+
+
+def _decode_ctx(dec: GroupedDecoder, splits, low_bits: np.ndarray, groups: int) -> np.ndarray:
+    """Version 2: the (groups, 12) context parameters, their high parts read
+    from ``dec`` (after the network's integers) and joined with their low bits."""
+    ctx = np.zeros((groups, N_CTX_PARAMS), dtype=np.int64)
+    at = 0
+    for cls, (shift, scale) in zip(CTX_CLASSES, splits):
+        n = groups * len(cls)
+        high = dec.decode(np.full(n, scale), np.zeros(n, np.int64), CTX_RADIUS)
+        low = low_bits[at : at + n * shift].reshape(n, shift).astype(np.int64)
+        at += n * shift
+        values = (high << shift) + (low << np.arange(shift - 1, -1, -1)).sum(axis=1)
+        if values.min() < -(CTX_LIMIT + 1) or values.max() > CTX_LIMIT:
+            raise AniFormatError("corrupt .ani model section: context parameter outside the int16 range")
+        ctx[:, list(cls)] = values.reshape(-1, len(cls))
+    return ctx
 
 
 def write_latents(model: GridModel) -> bytes:
