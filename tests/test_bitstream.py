@@ -108,3 +108,17 @@ def test_the_robustness_benchmark_s_flat_file_decodes_to_mid_grey():
 
     out = core.decode(flat_file(40))
     assert out.shape == (40, 40, 3) and (out == 128).all()
+
+
+def test_file_anatomy_accounts_for_the_latent_section():
+    from pathlib import Path
+
+    from benchmarks.file_anatomy import anatomy, report
+
+    data = (Path(__file__).parent / "data" / "golden.ani").read_bytes()
+    a = anatomy(data)
+    assert [(p["level"], p["pass"]) for p in a["passes"]] == [(1, 0), (1, 1), (1, 2), (0, 0), (0, 1), (0, 2)]
+    bits = sum(p["bits"] for p in a["passes"])
+    # the section holds the words (4 bytes each) and their count: the ideal length plus the coder's last words
+    assert bits / 8 <= a["sections"]["LATS"] <= bits / 8 + 16
+    assert "| 0 | 2 |" in report("golden.ani", a)
