@@ -156,7 +156,8 @@ def features_at(grid: np.ndarray, parent: np.ndarray | None, phase: int, rows: n
 
 def pass_positions(shape: tuple[int, int], passes: int = N_PASSES) -> list[tuple[np.ndarray, np.ndarray]]:
     """``(rows, cols)`` of each pass of :func:`pass_masks`, in raster order:
-    ``np.nonzero`` of the masks, made without them (decoding is ~20 % faster)."""
+    ``np.nonzero`` of the masks, made without whole-grid masks (the latent
+    decode of a Kodak file about 6 % faster)."""
     h, w = shape
 
     def lattice(r0: int, c0: int):
@@ -164,19 +165,11 @@ def pass_positions(shape: tuple[int, int], passes: int = N_PASSES) -> list[tuple
         return np.repeat(r, c.size), np.tile(c, r.size)
 
     def checker(parity: int):
-        # row i holds columns (i + parity) % 2, +2, ...: even rows then odd rows, interleaved by row
-        (re, ce), (ro, co) = lattice(0, parity), lattice(1, 1 - parity)
-        ne, no = (w - parity + 1) // 2, (w - (1 - parity) + 1) // 2
-        rows = np.empty(re.size + ro.size, dtype=np.int64)
-        cols = np.empty_like(rows)
-        # row i starts at sum of the lengths of rows < i
-        lengths = np.where(np.arange(h) % 2 == 0, ne, no)
-        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-        idx_e = (starts[0::2, None] + np.arange(ne)).reshape(-1)
-        idx_o = (starts[1::2, None] + np.arange(no)).reshape(-1)
-        rows[idx_e], cols[idx_e] = re, ce
-        rows[idx_o], cols[idx_o] = ro, co
-        return rows, cols
+        # row i holds the columns of parity (i + parity) % 2
+        rows = np.repeat(np.arange(h), (w + 1) // 2)
+        cols = 2 * np.tile(np.arange((w + 1) // 2), h) + (rows + parity) % 2
+        keep = cols < w
+        return rows[keep], cols[keep]
 
     if passes == 2:
         return [checker(0), checker(1)]
