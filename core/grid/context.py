@@ -156,8 +156,8 @@ def features_at(grid: np.ndarray, parent: np.ndarray | None, phase: int, rows: n
 
 def pass_positions(shape: tuple[int, int], passes: int = N_PASSES) -> list[tuple[np.ndarray, np.ndarray]]:
     """``(rows, cols)`` of each pass of :func:`pass_masks`, in raster order:
-    ``np.nonzero`` of the masks, made without whole-grid masks (the latent
-    decode of a Kodak file about 6 % faster)."""
+    ``np.nonzero`` of the masks, made without whole-grid masks (cheaper:
+    decoding builds them for every pass of every level)."""
     h, w = shape
 
     def lattice(r0: int, c0: int):
