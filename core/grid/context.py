@@ -10,7 +10,7 @@ first two, and the parent. Every pass decodes in one vectorised call.
 Version 1 files have two passes, a checkerboard: anchors ``(i + j) % 2 == 0``
 conditioned on the parent, then the rest on their four anchor neighbours and
 the parent. Splitting the anchors gives a quarter of the latents spatial
-context: the anchors of a checkerboard cost 3-4 times the bits of the rest
+context: the anchors of a checkerboard cost 2-4 times the bits of the rest
 (kodim23 at quality 10, levels 2-5).
 
 For every latent the model predicts a Laplace mean and scale index linearly
