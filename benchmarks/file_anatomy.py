@@ -22,7 +22,7 @@ def anatomy(data: bytes) -> dict:
     from core.container import parse
     from core.entropy import _groups, cost_bits
     from core.grid.bitstream import TAG_LATENTS, TAG_MODEL, latent_range, read_latents, read_model
-    from core.grid.context import coding_passes, features_at, model_indices, passes_of
+    from core.grid.context import pass_models, passes_of
 
     header, sections = parse(data)
     if header.model != "grid":
@@ -31,13 +31,11 @@ def anatomy(data: bytes) -> dict:
     grids = read_latents(sections[TAG_LATENTS], arch, ctx, header.bits, header.height, header.width, header.version)
     lo, hi = latent_range(header.bits)
     passes = []
-    for level, phase, (rows, cols), parent in coding_passes(grids, passes_of(header.version)):
-        grid = grids[level]
-        c, s, f = model_indices(features_at(grid, parent, phase, rows, cols, passes_of(header.version)), ctx[level, phase], lo, hi)
-        r = grid[rows, cols] - c
-        bits = sum(cost_bits(r[at], si, fi, hi - lo + 1) for si, fi, at in _groups(s, f))
+    for level, phase, rows, cols, c, s, f in pass_models(grids, ctx, lo, hi, passes_of(header.version)):
+        y = grids[level][rows, cols]
+        bits = sum(cost_bits(y[at] - c[at], si, fi, hi - lo + 1) for si, fi, at in _groups(s, f))
         passes.append({"level": level, "pass": phase, "latents": int(rows.size),
-                       "nonzero": int(np.count_nonzero(grid[rows, cols])), "bits": float(bits)})
+                       "nonzero": int(np.count_nonzero(y)), "bits": float(bits)})
     return {"version": header.version, "bytes": len(data), "pixels": header.width * header.height,
             "sections": {t.decode(): len(d) for t, d in sections.items()}, "passes": passes}
 

@@ -19,7 +19,7 @@ from ..container import FORMAT_VERSION
 from ..entropy import N_SCALES, GroupedDecoder, GroupedEncoder, best_scale, cost_bits
 from ..errors import AniFormatError
 from .arch import GridArch
-from .context import CTX_LIMIT, N_CTX_PARAMS, N_FEATURES, N_PASSES, coding_passes, features_at, model_indices, passes_of
+from .context import CTX_LIMIT, N_CTX_PARAMS, N_FEATURES, N_PASSES, pass_models, passes_of
 
 BIAS_BITS = 10
 MAX_BIAS_BITS = 12  # what a reader accepts; bounds the size of the coding tables
@@ -196,11 +196,8 @@ def write_latents(model: GridModel) -> bytes:
     lo, hi = model.latent_range()
     radius = hi - lo + 1
     enc = GroupedEncoder()
-    for level, phase, (rows, cols), parent in coding_passes(model.latents, N_PASSES):
-        grid = model.latents[level]
-        feats = features_at(grid, parent, phase, rows, cols, N_PASSES)
-        c, s, f = model_indices(feats, model.ctx[level, phase], lo, hi)
-        enc.encode(grid[rows, cols] - c, s, f, radius)
+    for level, _, rows, cols, c, s, f in pass_models(model.latents, model.ctx, lo, hi, N_PASSES):
+        enc.encode(model.latents[level][rows, cols] - c, s, f, radius)
     return _words(enc.words())
 
 
@@ -211,15 +208,11 @@ def read_latents(buf: bytes, arch: GridArch, ctx: np.ndarray, bits: int, height:
         raise AniFormatError("corrupt .ani latent section: trailing bytes")
     lo, hi = latent_range(bits)
     radius = hi - lo + 1
-    passes = passes_of(version)
     grids = [np.zeros(shape, dtype=np.int64) for shape in arch.grid_shapes(height, width)]
     dec = GroupedDecoder(words)
-    for level, phase, (rows, cols), parent in coding_passes(grids, passes):
-        grid = grids[level]
-        feats = features_at(grid, parent, phase, rows, cols, passes)
-        c, s, f = model_indices(feats, ctx[level, phase], lo, hi)
+    for level, _, rows, cols, c, s, f in pass_models(grids, ctx, lo, hi, passes_of(version)):
         values = dec.decode(s, f, radius) + c
         if values.size and (values.min() < lo or values.max() > hi):
             raise AniFormatError("corrupt .ani latent section: decoded value outside the latent range")
-        grid[rows, cols] = values
+        grids[level][rows, cols] = values
     return grids

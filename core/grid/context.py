@@ -185,3 +185,13 @@ def coding_passes(grids: list[np.ndarray], passes: int = N_PASSES):
         parent = grids[level + 1] if level + 1 < n else None
         for phase, at in enumerate(pass_positions(grids[level].shape, passes)):
             yield level, phase, at, parent
+
+
+def pass_models(grids: list[np.ndarray], ctx: np.ndarray, lo: int, hi: int, passes: int = N_PASSES):
+    """Yield ``(level, phase, rows, cols, c, s, f)`` for every pass in coding order:
+    its positions and the coder's model of each (:func:`model_indices`). The
+    features are read when the pass is reached, so a decoder fills each pass's
+    positions in ``grids`` before asking for the next."""
+    for level, phase, (rows, cols), parent in coding_passes(grids, passes):
+        feats = features_at(grids[level], parent, phase, rows, cols, passes)
+        yield (level, phase, rows, cols, *model_indices(feats, ctx[level, phase], lo, hi))
