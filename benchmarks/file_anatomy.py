@@ -27,11 +27,14 @@ def anatomy(data: bytes) -> dict:
     header, sections = parse(data)
     if header.model != "grid":
         raise SystemExit(f"not a grid file (model {header.model})")
-    arch, _, ctx = read_model(sections[TAG_MODEL], header.bits, header.channels, header.n_params, header.version)
+    arch, _, ctx = read_model(sections[TAG_MODEL], header.bits, header.channels, header.n_params,
+                            (header.height, header.width), header.version)
     grids = read_latents(sections[TAG_LATENTS], arch, ctx, header.bits, header.height, header.width, header.version)
     lo, hi = latent_range(header.bits)
     passes = []
     for level, phase, rows, cols, c, s, f in pass_models(grids, ctx, lo, hi, passes_of(header.version)):
+        if not rows.size:  # version 3: the even lattice of a small level is one pass
+            continue
         y = grids[level][rows, cols]
         bits = sum(cost_bits(y[at] - c[at], si, fi, hi - lo + 1) for si, fi, at in _groups(s, f))
         passes.append({"level": level, "pass": phase, "latents": int(rows.size),

@@ -16,8 +16,8 @@ from .errors import AniFormatError, AniLimitError, NotAniError
 MAGIC = b"\x89ANI\r\n\x1a\n"
 #: the version written; version 2 changed the ``grid`` family's context model
 #: (``MODL``, ``LATS``: docs/format.md); the container is the same in both
-FORMAT_VERSION = 2
-READ_VERSIONS = (1, 2)
+FORMAT_VERSION = 3
+READ_VERSIONS = (1, 2, 3)
 _PREAMBLE = struct.Struct("<8sHH")  # magic, version, header length
 _HEADER = struct.Struct("<IIBBBBIIBBH")  # w, h, channels, model, bits, flags, n_latents, n_params, quality, effort, reserved
 _SECTION = struct.Struct("<4sI")

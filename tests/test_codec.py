@@ -15,7 +15,10 @@ pytest.importorskip("torch")
 import core  # noqa: E402
 from core import container  # noqa: E402
 
-from make_golden import GOLDEN_ANI, GOLDEN_OPTIONS, GOLDEN_PNG, GOLDEN_SIZE, GOLDEN_V1_ANI, GOLDEN_V1_PNG, golden_image  # noqa: E402
+from make_golden import (  # noqa: E402
+    GOLDEN_ANI, GOLDEN_LARGE_ANI, GOLDEN_LARGE_PNG, GOLDEN_LARGE_SIZE, GOLDEN_OPTIONS, GOLDEN_PNG, GOLDEN_SIZE,
+    GOLDEN_V1_ANI, GOLDEN_V1_PNG, GOLDEN_V2_ANI, GOLDEN_V2_PNG, golden_image,
+)
 
 
 def box_downscale(a: np.ndarray, k: int) -> np.ndarray:
@@ -227,8 +230,13 @@ def test_encode_does_not_modify_its_input(synth):
 
 # -- golden file --------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("ani,png,version", [(GOLDEN_ANI, GOLDEN_PNG, core.FORMAT_VERSION), (GOLDEN_V1_ANI, GOLDEN_V1_PNG, 1)])
-def test_golden_file_decodes_to_the_expected_pixels(ani, png, version):
+@pytest.mark.parametrize("ani,png,version,size", [
+    (GOLDEN_ANI, GOLDEN_PNG, core.FORMAT_VERSION, GOLDEN_SIZE),
+    (GOLDEN_LARGE_ANI, GOLDEN_LARGE_PNG, core.FORMAT_VERSION, GOLDEN_LARGE_SIZE),
+    (GOLDEN_V2_ANI, GOLDEN_V2_PNG, 2, GOLDEN_SIZE),
+    (GOLDEN_V1_ANI, GOLDEN_V1_PNG, 1, GOLDEN_SIZE),
+])
+def test_golden_file_decodes_to_the_expected_pixels(ani, png, version, size):
     Image = pytest.importorskip("PIL.Image")  # the golden pixels are a PNG; Pillow is a test dependency
 
     data = ani.read_bytes()
@@ -236,7 +244,7 @@ def test_golden_file_decodes_to_the_expected_pixels(ani, png, version):
     with Image.open(png) as im:
         expected = np.asarray(im.convert("RGB"))
     out = core.decode(data)
-    assert out.shape == expected.shape == (GOLDEN_SIZE[1], GOLDEN_SIZE[0], 3)
+    assert out.shape == expected.shape == (size[1], size[0], 3)
     mismatch = np.argwhere(out != expected)
     assert mismatch.size == 0, (
         f"{len(mismatch)} values differ from {png.name}, first at {mismatch[:5].tolist()}; "

@@ -80,10 +80,10 @@ def fake_file(**overrides) -> bytes:
 
 def test_layout_matches_the_spec():
     assert container.MAGIC == MAGIC and not MAGIC.startswith(b"RIFF")
-    assert container.FORMAT_VERSION == core.FORMAT_VERSION == 2
+    assert container.FORMAT_VERSION == core.FORMAT_VERSION == 3
     data = fake_file()
     magic, version, hlen = PREAMBLE.unpack_from(data, 0)
-    assert (magic, version, hlen) == (MAGIC, 2, HEADER.size)
+    assert (magic, version, hlen) == (MAGIC, 3, HEADER.size)
     assert struct.unpack_from("<I", data, PREAMBLE.size + hlen)[0] == zlib.crc32(data[: PREAMBLE.size + hlen])
     assert split_sections(data) == [(b"MODL", b"model bytes"), (b"LATS", b"\x00" * 9)]
     assert data.endswith(section(b"END ", b""))
@@ -130,7 +130,7 @@ def test_unknown_model_code_reads_but_does_not_decode():
         core.decode(data)
 
 
-@pytest.mark.parametrize("version", [0, 3, 255, 65535])
+@pytest.mark.parametrize("version", [0, 4, 255, 65535])
 def test_unknown_version_is_refused(version):
     data = forge(fake_file(), version=version)
     with pytest.raises(AniFormatError, match="version") as info:

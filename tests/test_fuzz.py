@@ -166,3 +166,19 @@ def test_watchdog_records_a_hang_and_a_crash_and_goes_on(seed_dir):
 def test_a_run_for_a_number_of_seconds(seed_dir):
     summary = runner.run(seconds=3, seeds_dir=seed_dir, case_timeout=2, command=_fake(pause_ms=10))
     assert summary.cases > 10 and summary.n_failures == 0 and 2.5 < summary.seconds < 10
+
+
+@pytest.mark.parametrize("name", ["golden.ani", "golden_large.ani", "golden_v2.ani", "golden_v1.ani"])
+def test_the_layout_finds_the_model_section_s_word_stream_in_every_version(name):
+    """The fuzz layout spells the format on its own: on the golden files of each
+    version (and version 3's five-pass one) the word count it locates is the last
+    field of ``MODL``."""
+    import struct
+
+    from tools.fuzz import layout as L
+
+    layout = L.split((ROOT / "tests" / "data" / name).read_bytes())
+    payload = layout.section(b"MODL")
+    f = L.modl_fields(payload, layout.version, layout.fields["width"], layout.fields["height"])
+    (count,) = struct.unpack_from("<I", payload, f.n_words)
+    assert f.words == (f.n_words + 4, count) and f.n_words + 4 + 4 * count == len(payload)

@@ -6,7 +6,7 @@ context parameters, then a range-coded stream of the network integers (and,
 from format version 2, of the context parameters' high parts).
 ``LATS``: one range-coded stream of all latent integers, in the order of
 :func:`core.grid.context.coding_passes`. See ``docs/format.md``. Writers
-write version 2 (``FORMAT_VERSION``); readers take the version of the file.
+write version 3 (``FORMAT_VERSION``); readers take the version of the file.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from ..container import FORMAT_VERSION
 from ..entropy import N_SCALES, GroupedDecoder, GroupedEncoder, best_scale, cost_bits
 from ..errors import AniFormatError
 from .arch import GridArch
-from .context import CTX_LIMIT, N_CTX_PARAMS, N_FEATURES, N_PASSES, pass_models, passes_of
+from .context import CTX_LIMIT, N_CTX_PARAMS, N_FEATURES, N_PASSES, pass_models, passes_of, stored_passes
 
 BIAS_BITS = 10
 MAX_BIAS_BITS = 12  # what a reader accepts; bounds the size of the coding tables
@@ -89,7 +89,8 @@ def _low_bits(values: np.ndarray, shift: int) -> np.ndarray:
 
 
 def write_model(model: GridModel) -> bytes:
-    """``MODL`` of format version 2."""
+    """``MODL`` of format version 3 (version 2's, without the context
+    parameters of passes that have no latents)."""
     enc = GroupedEncoder()
     head = [model.arch.pack(), struct.pack("<B", BIAS_BITS)]
     w_radius, b_radius = 2 ** (model.bits - 1), 2 ** (BIAS_BITS - 1)
@@ -101,6 +102,10 @@ def write_model(model: GridModel) -> bytes:
     ctx = np.asarray(model.ctx, dtype=np.int64).reshape(-1, N_CTX_PARAMS)
     if ctx.shape[0] != model.arch.levels * N_PASSES:
         raise ValueError(f"context parameters for {ctx.shape[0]} passes, the format has {model.arch.levels * N_PASSES}")
+    stored = stored_passes([g.shape for g in model.latents], N_PASSES).reshape(-1)
+    if ctx[~stored].any():
+        raise ValueError("context parameters of a pass without latents must be zero (they are not stored)")
+    ctx = ctx[stored]
     low = []
     for cls in CTX_CLASSES:
         values = ctx[:, cls].reshape(-1)
@@ -114,9 +119,11 @@ def write_model(model: GridModel) -> bytes:
     return b"".join(head)
 
 
-def read_model(buf: bytes, bits: int, channels: int, n_params: int, version: int = FORMAT_VERSION):
-    """Parse ``MODL`` of a file of format ``version``; returns (arch, weights,
-    ctx), ctx (levels, passes, 12) int64."""
+def read_model(buf: bytes, bits: int, channels: int, n_params: int, size: tuple[int, int],
+               version: int = FORMAT_VERSION):
+    """Parse ``MODL`` of a file of format ``version`` and image ``size =
+    (height, width)``; returns (arch, weights, ctx), ctx (levels, passes, 12)
+    int64 (zero for the passes a file does not store them for)."""
     arch, pos = GridArch.unpack(buf)
     if arch.channels != channels:
         raise AniFormatError(f"corrupt .ani file: model outputs {arch.channels} channels, header says {channels}")
@@ -124,6 +131,7 @@ def read_model(buf: bytes, bits: int, channels: int, n_params: int, version: int
         raise AniFormatError(f"corrupt .ani file: header declares {n_params} parameters, model has {arch.n_weights()}")
     passes = passes_of(version)
     n_ctx = arch.levels * passes * N_CTX_PARAMS
+    stored = stored_passes(arch.grid_shapes(*size), passes).reshape(-1)
     try:
         (bias_bits,) = struct.unpack_from("<B", buf, pos)
         pos += 1
@@ -139,7 +147,7 @@ def read_model(buf: bytes, bits: int, channels: int, n_params: int, version: int
             ctx = np.frombuffer(buf, dtype="<i2", count=n_ctx, offset=pos).astype(np.int64)
             pos += 2 * n_ctx
         else:
-            splits, low_bits, pos = _read_ctx_head(buf, pos, arch.levels * passes)
+            splits, low_bits, pos = _read_ctx_head(buf, pos, int(stored.sum()))
     except struct.error:
         raise AniFormatError("corrupt .ani model section: truncated") from None
     words, pos = _read_words(buf, pos)
@@ -155,12 +163,13 @@ def read_model(buf: bytes, bits: int, channels: int, n_params: int, version: int
         bq = dec.decode(np.full(o, sb), np.zeros(o, np.int64), b_radius)
         weights.append((wq, ws, bq, bs))
     if version != 1:
-        ctx = _decode_ctx(dec, splits, low_bits, arch.levels * passes)
+        ctx = np.zeros((stored.size, N_CTX_PARAMS), dtype=np.int64)
+        ctx[stored] = _decode_ctx(dec, splits, low_bits, int(stored.sum()))
     return arch, weights, ctx.reshape(arch.levels, passes, N_CTX_PARAMS)
 
 
 def _read_ctx_head(buf: bytes, pos: int, groups: int):
-    """Version 2: the classes' ``(shift, scale)`` and the low bits of ``groups``
+    """Versions 2 and 3: the classes' ``(shift, scale)`` and the low bits of ``groups``
     sets of context parameters, checked; and the offset after them."""
     splits = [struct.unpack_from("<BB", buf, pos + 2 * k) for k in range(len(CTX_CLASSES))]
     pos += 2 * len(CTX_CLASSES)
@@ -175,7 +184,7 @@ def _read_ctx_head(buf: bytes, pos: int, groups: int):
 
 
 def _decode_ctx(dec: GroupedDecoder, splits, low_bits: np.ndarray, groups: int) -> np.ndarray:
-    """Version 2: the (groups, 12) context parameters, their high parts read
+    """Versions 2 and 3: the (groups, 12) context parameters, their high parts read
     from ``dec`` (after the network's integers) and joined with their low bits."""
     ctx = np.zeros((groups, N_CTX_PARAMS), dtype=np.int64)
     at = 0
@@ -192,7 +201,7 @@ def _decode_ctx(dec: GroupedDecoder, splits, low_bits: np.ndarray, groups: int) 
 
 
 def write_latents(model: GridModel) -> bytes:
-    """``LATS`` of format version 2."""
+    """``LATS`` of format version 3."""
     lo, hi = model.latent_range()
     radius = hi - lo + 1
     enc = GroupedEncoder()

@@ -34,23 +34,27 @@ N_FEATURES = 5
 N_CTX_PARAMS = 2 * N_FEATURES + 2
 CTX_FRAC = 256
 CTX_LIMIT = 32767  # int16 range of the stored parameters
-#: passes per level of the files this version writes (format version 2);
-#: version 1 files have 2 (:func:`passes_of`)
-N_PASSES = 3
+#: passes per level of the files this version writes (format version 3);
+#: version 1 files have 2, version 2 files 3 (:func:`passes_of`)
+N_PASSES = 5
+#: in version 3, levels with fewer latents than this code their even lattice in
+#: one pass, as version 2 (passes 1 and 2 are empty): their context parameters
+#: would cost more than the sub-lattice passes save
+SUBLATTICE_MIN = 128 * 128
 DIRECT = ((-1, 0), (1, 0), (0, -1), (0, 1))  # up, down, left, right
 DIAGONAL = ((-1, -1), (-1, 1), (1, -1), (1, 1))
 
 
 def passes_of(version: int) -> int:
     """Passes per level in files of a format version."""
-    return 2 if version == 1 else 3
+    return {1: 2, 2: 3}.get(version, 5)
 
 
 def _shifted_np(g: np.ndarray, offsets) -> list[np.ndarray]:
     """``g[i + di, j + dj]`` for each offset, 0 outside the grid."""
-    p = np.pad(g, 1)
+    p = np.pad(g, 2)
     h, w = g.shape
-    return [p[1 + di : 1 + di + h, 1 + dj : 1 + dj + w] for di, dj in offsets]
+    return [p[2 + di : 2 + di + h, 2 + dj : 2 + dj + w] for di, dj in offsets]
 
 
 def _neighbours_np(g: np.ndarray) -> list[np.ndarray]:
@@ -74,21 +78,36 @@ def pass_masks(shape: tuple[int, int], passes: int = N_PASSES) -> list[np.ndarra
     Two passes (format version 1): a checkerboard, anchors ``(i + j) % 2 == 0``
     then the rest. Three (version 2): the anchors split, ``i`` and ``j`` even
     first, then ``i`` and ``j`` odd (whose four diagonal neighbours are the
-    first pass's), then the rest."""
+    first pass's), then the rest. Five (version 3): version 2's first pass
+    split the same way one scale up: ``i`` and ``j`` multiples of 4, then both
+    2 mod 4 (their diagonal neighbours at distance 2 are the first pass's), then
+    the rest of the even lattice (direct neighbours at distance 2), then version
+    2's second and third passes."""
     i, j = np.indices(shape)
     if passes == 2:
         anchors = (i + j) % 2 == 0
         return [anchors, ~anchors]
+    even = (i % 2 == 0) & (j % 2 == 0)
+    rest = [(i % 2 == 1) & (j % 2 == 1), (i + j) % 2 == 1]
     if passes == 3:
-        first = (i % 2 == 0) & (j % 2 == 0)
-        second = (i % 2 == 1) & (j % 2 == 1)
-        return [first, second, (i + j) % 2 == 1]
+        return [even] + rest
+    if passes == 5:
+        if shape[0] * shape[1] < SUBLATTICE_MIN:
+            none = np.zeros(shape, dtype=bool)
+            return [even, none, none] + rest
+        first = (i % 4 == 0) & (j % 4 == 0)
+        second = (i % 4 == 2) & (j % 4 == 2)
+        return [first, second, even & ((i // 2 + j // 2) % 2 == 1)] + rest
     raise ValueError(f"no context model with {passes} passes")
 
 
 def _offsets(phase: int, passes: int):
-    """The neighbours of a pass after the first: diagonal for the second of three, else direct."""
-    return DIAGONAL if (passes == 3 and phase == 1) else DIRECT
+    """The neighbours read by a pass after the first."""
+    if passes == 5:
+        if phase < 3:
+            return tuple((2 * di, 2 * dj) for di, dj in (DIAGONAL if phase == 1 else DIRECT))
+        phase -= 2
+    return DIAGONAL if (passes != 2 and phase == 1) else DIRECT
 
 
 def features_np(grid: np.ndarray, parent: np.ndarray | None, phase: int, passes: int = N_PASSES) -> np.ndarray:
@@ -144,9 +163,9 @@ def features_at(grid: np.ndarray, parent: np.ndarray | None, phase: int, rows: n
                 feats[k] = pp.take(at + di * stride + dj)
     if phase == 0:
         return feats
-    g = np.pad(grid, 1).ravel()
-    stride = grid.shape[1] + 2
-    at = (rows + 1) * stride + cols + 1
+    g = np.pad(grid, 2).ravel()
+    stride = grid.shape[1] + 4
+    at = (rows + 2) * stride + cols + 2
     for k, (di, dj) in enumerate(_offsets(phase, passes)):
         feats[k] = g.take(at + di * stride + dj)
     if par0 is not None:
@@ -160,22 +179,44 @@ def pass_positions(shape: tuple[int, int], passes: int = N_PASSES) -> list[tuple
     decoding builds them for every pass of every level)."""
     h, w = shape
 
-    def lattice(r0: int, c0: int):
-        r, c = np.arange(r0, h, 2), np.arange(c0, w, 2)
+    def lattice(r0: int, c0: int, step: int = 2):
+        r, c = np.arange(r0, h, step), np.arange(c0, w, step)
         return np.repeat(r, c.size), np.tile(c, r.size)
 
-    def checker(parity: int):
+    def checker(parity: int, hh: int = h, ww: int = w):
         # row i holds the columns of parity (i + parity) % 2
-        rows = np.repeat(np.arange(h), (w + 1) // 2)
-        cols = 2 * np.tile(np.arange((w + 1) // 2), h) + (rows + parity) % 2
-        keep = cols < w
+        rows = np.repeat(np.arange(hh), (ww + 1) // 2)
+        cols = 2 * np.tile(np.arange((ww + 1) // 2), hh) + (rows + parity) % 2
+        keep = cols < ww
         return rows[keep], cols[keep]
 
     if passes == 2:
         return [checker(0), checker(1)]
     if passes == 3:
         return [lattice(0, 0), lattice(1, 1), checker(1)]
+    if passes == 5:
+        rest = [lattice(1, 1), checker(1)]
+        if h * w < SUBLATTICE_MIN:
+            none = np.zeros(0, dtype=np.int64)
+            return [lattice(0, 0), (none, none), (none, none)] + rest
+        # the even lattice's own checkerboard, split as version 2 splits a level
+        r2, c2 = checker(1, (h + 1) // 2, (w + 1) // 2)
+        return [lattice(0, 0, 4), lattice(2, 2, 4), (2 * r2, 2 * c2)] + rest
     raise ValueError(f"no context model with {passes} passes")
+
+
+def stored_passes(shapes: list[tuple[int, int]], passes: int) -> np.ndarray:
+    """Which context parameter sets a file stores, (levels, passes) bool: from
+    version 3 only those of passes with latents (``pass_masks(shape)[k].any()``,
+    found without making the masks: a hostile header's sizes cost nothing);
+    before, all."""
+    used = np.ones((len(shapes), passes), dtype=bool)
+    if passes == 5:
+        for level, (h, w) in enumerate(shapes):
+            sub = h * w >= SUBLATTICE_MIN
+            used[level] = [True, sub and h > 2 and w > 2, sub and ((h + 1) // 2) * ((w + 1) // 2) > 1,
+                           h > 1 and w > 1, h * w > 1]
+    return used
 
 
 def coding_passes(grids: list[np.ndarray], passes: int = N_PASSES):

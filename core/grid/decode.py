@@ -17,7 +17,8 @@ def load_model(header, sections):
         # means the file needs a newer decoder, not that it can be half-read
         if tag[:1].isupper() and tag not in (TAG_MODEL, TAG_LATENTS):
             raise AniFormatError(f"this file has a critical section {tag!r} this decoder does not know; upgrade ani")
-    arch, weights, ctx = read_model(sections[TAG_MODEL], header.bits, header.channels, header.n_params, header.version)
+    arch, weights, ctx = read_model(sections[TAG_MODEL], header.bits, header.channels, header.n_params,
+                                    (header.height, header.width), header.version)
     if arch.n_latents(header.height, header.width) != header.n_latents:
         raise AniFormatError(
             f"corrupt .ani file: header declares {header.n_latents} latents, the model has "

@@ -41,7 +41,7 @@ from ..hooks import resolve, rounding_methods
 from ..options import EncodeOptions
 from .arch import GridArch, default_levels, synthesize_planes
 from .bitstream import TAG_LATENTS, TAG_MODEL, BIAS_BITS, GridModel, latent_range, read_latents, read_model, write_latents, write_model
-from .context import CTX_FRAC, N_CTX_PARAMS, N_FEATURES, N_PASSES
+from .context import CTX_FRAC, N_CTX_PARAMS, N_FEATURES, N_PASSES, stored_passes
 from .context_fit import CTX_FIT_STEPS, fit_context, quantize_ctx
 from .decode import render
 from ..lsq import LSQ
@@ -405,6 +405,8 @@ def _export(arch, bits, layers, quant, ctx, flat, table, shapes, lo, hi):
     ints_flat = torch.round(flat).clamp(lo, hi)
     ints = _grids(ints_flat, table.sizes, shapes)
     ctx_q = quantize_ctx(ctx)
+    # passes without latents: their parameters are not stored (read back as zero)
+    ctx_q[~torch.from_numpy(stored_passes(shapes, N_PASSES)).to(ctx_q.device)] = 0
     est_bits = float(flat_bits(ints_flat, ctx_q / CTX_FRAC, table, lo, hi))
     weights = []
     for (w, b), (qw, qb) in zip(layers, quant):
@@ -424,7 +426,7 @@ def _export(arch, bits, layers, quant, ctx, flat, table, shapes, lo, hi):
 def _verify(model: GridModel, modl: bytes, lats: bytes, height: int, width: int) -> None:
     """Decode what was written and check it reproduces the quantized model."""
     n_params = model.arch.n_weights()
-    arch, weights, ctx = read_model(modl, model.bits, model.arch.channels, n_params)
+    arch, weights, ctx = read_model(modl, model.bits, model.arch.channels, n_params, (height, width))
     ok = arch == model.arch and np.array_equal(ctx, model.ctx.astype(np.int64))
     for (a, sa, b, sb), (c, sc, d, sd) in zip(weights, model.weights):
         ok = ok and np.array_equal(a, c) and np.array_equal(b, d) and sa == np.float32(sc) and sb == np.float32(sd)

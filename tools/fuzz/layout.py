@@ -100,14 +100,30 @@ class ModlFields:
     widths: tuple[int, ...]  # u8 offsets
     bias_bits: int  # u8
     layers: tuple[tuple[int, int, int, int], ...]  # offsets of w_step f32, b_step f32, w_scale u8, b_scale u8
-    ctx: tuple[int, int]  # version 1: offset and count of the int16 context parameters; 2: of the low-bit bytes
-    ctx_codes: tuple[int, ...]  # version 2: offsets of the u8 shift and scale of each class; 1: none
+    ctx: tuple[int, int]  # version 1: offset and count of the int16 context parameters; 2, 3: of the low-bit bytes
+    ctx_codes: tuple[int, ...]  # versions 2, 3: offsets of the u8 shift and scale of each class; 1: none
     n_words: int  # u32 offset
     words: tuple[int, int]  # offset and count of the u32 words
 
 
-def modl_fields(payload: bytes, version: int = 2) -> ModlFields:
-    """Locate the fields of a valid ``MODL`` payload of a file of format ``version``."""
+def stored_sets(levels: int, width: int, height: int, version: int) -> int:
+    """Context parameter sets in a ``MODL``: 2 or 3 per level in versions 1 and
+    2; in version 3 one per pass with latents of the five (``docs/format.md``
+    4.3: levels of fewer than 128 * 128 latents code their even lattice in one
+    pass, so their passes 1 and 2 are empty)."""
+    if version < 3:
+        return levels * (2 if version == 1 else 3)
+    n = 0
+    for level in range(levels):
+        h, w = -(-height // 2**level), -(-width // 2**level)
+        big = h * w >= 128 * 128
+        n += 1 + (big and h > 2 and w > 2) + (big and ((h + 1) // 2) * ((w + 1) // 2) > 1) + (h > 1 and w > 1) + (h * w > 1)
+    return n
+
+
+def modl_fields(payload: bytes, version: int = 3, width: int = 0, height: int = 0) -> ModlFields:
+    """Locate the fields of a valid ``MODL`` payload of a file of format
+    ``version`` (from version 3 the image's ``width`` and ``height`` are needed)."""
     levels, _, n = struct.unpack_from("<BBB", payload, 0)
     widths = tuple(range(3, 3 + n))
     pos = 3 + n
@@ -127,7 +143,8 @@ def modl_fields(payload: bytes, version: int = 2) -> ModlFields:
         codes = tuple(range(pos, pos + 2 * len(sizes)))
         shifts = payload[pos : pos + 2 * len(sizes) : 2]
         pos += 2 * len(sizes)
-        n_low = (sum(levels * 3 * k * h for k, h in zip(sizes, shifts)) + 7) // 8
+        sets = stored_sets(levels, width, height, version)
+        n_low = (sum(sets * k * h for k, h in zip(sizes, shifts)) + 7) // 8
         ctx = (pos, n_low)
         pos += n_low
     (count,) = struct.unpack_from("<I", payload, pos)

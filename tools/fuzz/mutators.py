@@ -347,7 +347,8 @@ def modl_field(rng, seed, seeds):
     if not _is_grid(seed):
         return payload_edit(rng, seed, seeds)
     payload = bytearray(seed.layout.section(b"MODL"))
-    f = L.modl_fields(bytes(payload), seed.layout.version)
+    fields = seed.layout.fields
+    f = L.modl_fields(bytes(payload), seed.layout.version, fields["width"], fields["height"])
     which = int(rng.integers(7))
     if which == 0:
         _set(payload, _pick(rng, (f.levels, f.channels, f.n_hidden, f.bias_bits)), "<B", _pick(rng, INTERESTING_U8))
@@ -359,9 +360,9 @@ def modl_field(rng, seed, seeds):
     elif which == 3:
         layer = _pick(rng, f.layers)
         _set(payload, layer[2 + int(rng.integers(2))], "<B", _pick(rng, INTERESTING_U8))
-    elif which == 4 and f.ctx_codes and rng.random() < 0.5:  # version 2: a class's shift or scale
+    elif which == 4 and f.ctx_codes and rng.random() < 0.5:  # versions 2, 3: a class's shift or scale
         _set(payload, _pick(rng, f.ctx_codes), "<B", _pick(rng, INTERESTING_U8))
-    elif which == 4 and f.ctx_codes:  # version 2: bytes of the context parameters' low bits
+    elif which == 4 and f.ctx_codes:  # versions 2, 3: bytes of the context parameters' low bits
         start, count = f.ctx
         for _ in range(int(rng.integers(1, 5))):
             if count:
