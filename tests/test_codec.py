@@ -196,6 +196,22 @@ def test_estimated_rate_matches_the_bytes_written(rate_image, effort, quality):
         estimated, written, (written - estimated) / estimated)
 
 
+def test_a_five_pass_image_round_trips_at_its_estimated_rate():
+    """136x124: level 0 has at least SUBLATTICE_MIN latents, so format version 3
+    codes its even lattice in three passes; the fit's rate model and the coder
+    agree on them, and the file decodes to the fit's pixels."""
+    from benchmarks.file_anatomy import anatomy
+    from core.grid.fit import fit_grid
+
+    image = golden_image(GOLDEN_LARGE_SIZE)
+    fitted = fit_grid(image, core.EncodeOptions(effort=1, quality=50, seed=0, device="cpu"))
+    estimated, written = fitted.stats["estimated_latent_bits"], fitted.stats["latent_section_bytes"] * 8
+    assert -0.05 * estimated <= written - estimated <= 0.05 * estimated + 96, (estimated, written)
+    data = core.encode(image, effort=1, quality=50, seed=0)
+    level0 = [p for p in anatomy(data)["passes"] if p["level"] == 0]
+    assert [p["pass"] for p in level0] == [0, 1, 2, 3, 4] and all(p["latents"] for p in level0)
+
+
 # -- determinism --------------------------------------------------------------------------------------
 
 def test_same_input_options_and_seed_give_identical_bytes(encoded_modes):

@@ -16,8 +16,8 @@ def _grids(height, width, seed=0):
     return [gen.integers(-8, 8, size=s) for s in arch.grid_shapes(height, width)]
 
 
-@pytest.mark.parametrize("size", [(37, 53), (64, 64), (17, 9)])
-@pytest.mark.parametrize("passes", [2, 3])
+@pytest.mark.parametrize("size", [(37, 53), (64, 64), (17, 9), (136, 124)])
+@pytest.mark.parametrize("passes", [2, 3, 5])
 def test_table_gathers_the_reference_features(size, passes):
     grids = _grids(*size)
     table = ContextTable([g.shape for g in grids], passes=passes)
@@ -98,7 +98,8 @@ def test_bits_match_the_coder_s_normalised_table(scale):
         assert np.allclose(got.numpy()[sure], want[sure], atol=2e-3, rtol=1e-3), (f, got.numpy()[sure] - want[sure])
 
 
-def test_estimate_equals_the_coder_s_cost_means_on_ties_included():
+@pytest.mark.parametrize("size", [(40, 48), (136, 124)])  # the second: a level of five passes
+def test_estimate_equals_the_coder_s_cost_means_on_ties_included(size):
     """The fit's rate of stored integers under stored int16 parameters is the
     coder's ideal code length (:func:`core.entropy.cost_bits` of the models
     :func:`core.grid.context.model_indices` picks). The means are put on the
@@ -108,7 +109,7 @@ def test_estimate_equals_the_coder_s_cost_means_on_ties_included():
     from core.grid.context import CTX_FRAC, coding_passes, model_indices
 
     lo, hi = -8, 7
-    grids = _grids(40, 48, seed=7)
+    grids = _grids(*size, seed=7)
     gen = np.random.default_rng(8)
     ctx = np.zeros((len(grids), N_PASSES, N_CTX_PARAMS), dtype=np.int64)
     ctx[..., :N_FEATURES] = 64 * gen.integers(-4, 5, size=ctx[..., :N_FEATURES].shape)  # quarter steps
