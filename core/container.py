@@ -14,8 +14,8 @@ from typing import Iterable
 from .errors import AniFormatError, AniLimitError, NotAniError
 
 MAGIC = b"\x89ANI\r\n\x1a\n"
-#: the version written; version 2 changed the ``grid`` family's context model
-#: (``MODL``, ``LATS``: docs/format.md); the container is the same in both
+#: the version written; versions 2 and 3 changed the ``grid`` family's context
+#: model (``MODL``, ``LATS``: docs/format.md 8); the container is the same in all
 FORMAT_VERSION = 3
 READ_VERSIONS = (1, 2, 3)
 _PREAMBLE = struct.Struct("<8sHH")  # magic, version, header length

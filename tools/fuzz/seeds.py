@@ -1,6 +1,7 @@
 """The valid files mutations start from: tiny images of every mode, several
-bit-widths and level counts, one with metadata, and siren/mfn files (two of
-them progressive supernets), encoded at effort 1."""
+bit-widths and level counts, one with metadata, one large enough for five
+context passes, and siren/mfn files (two of them progressive supernets),
+encoded at effort 1."""
 from __future__ import annotations
 
 import hashlib
@@ -15,6 +16,8 @@ SEED_IMAGES = {
     "rgb-16x16-b4-meta": (3, 16, 16, 4, True),
     "rgba-24x16-b8": (4, 24, 16, 8, False),
     "rgb-32x32-b5": (3, 32, 32, 5, False),  # three latent levels
+    # level 0 has 16864 >= SUBLATTICE_MIN latents: format version 3's five context passes
+    "rgb-136x124-b4": (3, 136, 124, 4, False),
 }
 
 #: name -> (channels, width, height, encode options) of the coordinate-MLP
