@@ -121,9 +121,10 @@ def stored_sets(levels: int, width: int, height: int, version: int) -> int:
     return n
 
 
-def modl_fields(payload: bytes, version: int = 3, width: int = 0, height: int = 0) -> ModlFields:
+def modl_fields(payload: bytes, version: int, width: int, height: int) -> ModlFields:
     """Locate the fields of a valid ``MODL`` payload of a file of format
-    ``version`` (from version 3 the image's ``width`` and ``height`` are needed)."""
+    ``version`` and the header's ``width`` and ``height`` (from version 3 the
+    number of context parameter sets follows from them)."""
     levels, _, n = struct.unpack_from("<BBB", payload, 0)
     widths = tuple(range(3, 3 + n))
     pos = 3 + n
