@@ -51,6 +51,12 @@ DIRECT = ((-1, 0), (1, 0), (0, -1), (0, 1))  # up, down, left, right
 DIAGONAL = ((-1, -1), (-1, 1), (1, -1), (1, 1))
 
 
+def splits_even_lattice(shape: tuple[int, int]) -> bool:
+    """Whether version 3 codes a level's even lattice in three passes (a level of
+    at least ``SUBLATTICE_MIN`` latents) rather than one."""
+    return shape[0] * shape[1] >= SUBLATTICE_MIN
+
+
 def passes_of(version: int) -> int:
     """Passes per level in files of a format version."""
     return {1: 2, 2: 3}.get(version, 5)
@@ -98,7 +104,7 @@ def pass_masks(shape: tuple[int, int], passes: int = N_PASSES) -> list[np.ndarra
     if passes == 3:
         return [even] + rest
     if passes == 5:
-        if shape[0] * shape[1] < SUBLATTICE_MIN:
+        if not splits_even_lattice(shape):
             none = np.zeros(shape, dtype=bool)
             return [even, none, none] + rest
         first = (i % 4 == 0) & (j % 4 == 0)
@@ -202,7 +208,7 @@ def pass_positions(shape: tuple[int, int], passes: int = N_PASSES) -> list[tuple
         return [lattice(0, 0), lattice(1, 1), checker(1)]
     if passes == 5:
         rest = [lattice(1, 1), checker(1)]
-        if h * w < SUBLATTICE_MIN:
+        if not splits_even_lattice(shape):
             none = np.zeros(0, dtype=np.int64)
             return [lattice(0, 0), (none, none), (none, none)] + rest
         # the even lattice's own checkerboard, split as version 2 splits a level
@@ -219,7 +225,7 @@ def stored_passes(shapes: list[tuple[int, int]], passes: int) -> np.ndarray:
     used = np.ones((len(shapes), passes), dtype=bool)
     if passes == 5:
         for level, (h, w) in enumerate(shapes):
-            sub = h * w >= SUBLATTICE_MIN
+            sub = splits_even_lattice((h, w))
             used[level] = [True, sub and h > 2 and w > 2, sub and ((h + 1) // 2) * ((w + 1) // 2) > 1,
                            h > 1 and w > 1, h * w > 1]
     return used
