@@ -20,7 +20,9 @@ Phases, indexed by the fraction ``p`` of the step budget:
 Adam, one learning rate per group (latents, networks, context model), and
 SOAP for the synthesis weight matrices (``NETS_OPTIMIZER``; budgets up to
 ``SOAP_MAX_BUDGET`` steps, longer ones keep Adam there too), each rate
-following a cosine from its start value to 2 % of it over the budget. The
+following a cosine from its start value to 2 % of it over the budget. On a
+CPU with native bfloat16 the synthesis of each step runs in bfloat16
+(``CPU_BF16``); everything else, and the exported model, in float32. The
 values below were chosen by measurement on Kodak images and crops at a few
 hundred to two thousand steps (see the commit messages of this file).
 """
