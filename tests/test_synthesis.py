@@ -28,7 +28,24 @@ def test_planes_equal_the_pixel_major_render(widths):
     arch = GridArch(4, widths, 3)
     latents = [torch.randn(s, generator=gen) for s in arch.grid_shapes(height, width)]
     layers = [(torch.randn(o, i, generator=gen), torch.randn(o, generator=gen)) for o, i in arch.layer_shapes()]
-    ref = synthesize(latents, layers, (height, width), row_block=height)
+    ref = synthesize(latents, layers, (height, width), whole_rows=height)
     planes = synthesize_planes(latents, layers, (height, width))
     assert planes.shape == (3, height, width)
     assert torch.allclose(planes.permute(1, 2, 0), ref, atol=1e-4)
+
+
+def test_block_size_does_not_change_the_floats_of_a_kodak_render():
+    # the decoder renders tall images in blocks of rows (ROW_BLOCK, 128 before issue
+    # 8's eleventh round): at a Kodak image's width the block size must not change a
+    # single value (each block is one product of block rows x 768 pixels; much
+    # narrower blocks can take another GEMM kernel and round differently)
+    from core.grid.arch import GridArch, synthesize
+
+    gen = torch.Generator().manual_seed(2)
+    height, width = 512, 768
+    arch = GridArch(7, (24, 24), 3)
+    latents = [torch.randint(-8, 8, s, generator=gen).float() for s in arch.grid_shapes(height, width)]
+    layers = [(torch.randn(o, i, generator=gen), torch.randn(o, generator=gen)) for o, i in arch.layer_shapes()]
+    ref = synthesize(latents, layers, (height, width), row_block=128)
+    for rows in (32, 64, 100):
+        assert torch.equal(synthesize(latents, layers, (height, width), row_block=rows), ref)
