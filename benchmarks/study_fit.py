@@ -89,7 +89,8 @@ def main(argv=None) -> None:
         size = 40 + sum(len(d) + 12 for _, d in fitted.sections) + 12
         bpp = size * 8 / (img.shape[0] * img.shape[1])
         print(f"{args.image} q={quality:g} {' '.join(args.set + args.option)}: psnr {fitted.stats['psnr']:.2f} dB, "
-              f"bpp {bpp:.4f}, fit {seconds:.1f} s (CPU {cpu:.1f} s), steps {fitted.stats['steps']}", flush=True)
+              f"bpp {bpp:.4f}, fit {seconds:.1f} s (CPU {cpu:.1f} s), steps {fitted.stats['steps']}"
+              + "".join(f", {k} {v:.6g}" for k, v in fitted.stats.items() if k.startswith("rdo_")), flush=True)
         if args.jsonl is not None:
             row = {"tag": args.tag, "image": Path(args.image).stem, "crop": args.crop, "quality": quality, "bpp": bpp,
                    "psnr": fitted.stats["psnr"], "wall_s": seconds, "cpu_s": cpu, "steps": fitted.stats["steps"]}

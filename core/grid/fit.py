@@ -16,7 +16,11 @@ Phases, indexed by the fraction ``p`` of the step budget:
     refitted to the hard-rounded latents (rate only, a few steps);
   * from ``FREEZE`` the latents are hard-rounded and frozen: the context
     model is fitted to them alone (:mod:`core.grid.context_fit`, rate only),
-    then the synthesis adapts to them (distortion only).
+    then the synthesis adapts to them (distortion only);
+  * after the last step, the latents of the ``RDO_LEVELS`` finest levels are
+    moved by one where the final synthesis and the context model say the
+    objective falls (:mod:`core.grid.rdo`), and the context model is refitted
+    to the result.
 Adam, one learning rate per group (latents, networks, context model), and
 SOAP for the synthesis weight matrices (``NETS_OPTIMIZER``; budgets up to
 ``SOAP_MAX_BUDGET`` steps, longer ones keep Adam there too), each rate
@@ -50,6 +54,7 @@ from .decode import render
 from ..lsq import LSQ
 from ..rounding import RoundingStep, temperature
 from .rate import ContextTable, flat_bits
+from .rdo import refine
 from .soap import Soap
 
 QAT_START = 0.4
@@ -124,6 +129,10 @@ CPU_BF16 = True
 #: that reads of uninitialised memory show); the fit reads none, and the fills
 #: were about 250 of 645 kernels per step on an H100 (round 4, run 4)
 CUDA_FILL_UNINITIALIZED = False
+#: levels (the finest first) whose latents, rounded at ``FREEZE``, are moved by one
+#: after the last step where that lowers the fit's objective (:mod:`.rdo`; 0: plain
+#: rounding). Measured in issue 8's eleventh round (fast_encoding.md)
+RDO_LEVELS = 3
 
 
 def coarse_fraction(quality: float) -> float:
@@ -293,6 +302,7 @@ def fit_grid(image: np.ndarray, opts: EncodeOptions, progress=None, trace=None, 
             ctx_train.copy_(best)
         return bits
 
+    rdo_stats = {}
     with _deterministic(device):
         frozen = None
         for step in range(steps):
@@ -354,6 +364,18 @@ def fit_grid(image: np.ndarray, opts: EncodeOptions, progress=None, trace=None, 
             if progress is not None:
                 progress(step + 1, steps)
 
+        if RDO_LEVELS and frozen is not None:
+            # the latents as rounded at the freeze, moved where the final synthesis
+            # says a step pays; the context model refitted to the result
+            t_rdo = time.perf_counter()
+            with torch.no_grad():
+                qnow = [(qw(w), qb(b)) for (w, b), (qw, qb) in zip(layers, quant)]
+            frozen, rdo_stats = refine(frozen, table.sizes, shapes, qnow, target, ctx_train.detach() * gain,
+                                       table, lo, hi, lam, RDO_LEVELS)
+            if rdo_stats["moved"]:
+                refit_context(frozen, CTX_FIT_STEPS)
+            flat = frozen
+            rdo_stats["seconds"] = time.perf_counter() - t_rdo
     fit_seconds = time.perf_counter() - t0
     model, est_bits = _export(arch, opts.bits, layers, quant, ctx_train.detach() * gain, flat, table, shapes, lo, hi)
     modl, lats = write_model(model), write_latents(model)
@@ -369,6 +391,7 @@ def fit_grid(image: np.ndarray, opts: EncodeOptions, progress=None, trace=None, 
         "model_section_bytes": len(modl),
         "psnr": 10 * math.log10(255**2 / mse8) if mse8 > 0 else float("inf"),
         "device": device.type,
+        **{f"rdo_{k}": v for k, v in rdo_stats.items()},
     }
     return Fitted(
         sections=[(TAG_MODEL, modl), (TAG_LATENTS, lats)],

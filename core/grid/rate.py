@@ -174,6 +174,12 @@ def group_bits(flat: torch.Tensor, ctx: torch.Tensor, table: ContextTable, lo: i
 
 def entry_bits(flat: torch.Tensor, ctx: torch.Tensor, table: ContextTable, lo: int, hi: int, first: int = 0) -> torch.Tensor:
     """The bits of every entry from level ``first`` on (:func:`flat_bits` unsummed)."""
+    return laplace_bits(*entry_params(flat, ctx, table, lo, hi, first), radius=hi - lo + 1)
+
+
+def entry_params(flat: torch.Tensor, ctx: torch.Tensor, table: ContextTable, lo: int, hi: int, first: int = 0):
+    """Every entry's latent and the mean and scale index that code it (as the
+    coder sees them, :func:`coded_params`), from level ``first`` on."""
     latent_plan, feature_plan = table.plans(first)
     ext = torch.cat([flat, flat.new_zeros(1)])
     y = latent_plan(ext)
@@ -188,7 +194,7 @@ def entry_bits(flat: torch.Tensor, ctx: torch.Tensor, table: ContextTable, lo: i
     w_sig, b_sig = p[:, None, N_FEATURES + 1 : N_CTX_PARAMS - 1].unbind(0), p[:, N_CTX_PARAMS - 1 :].unbind(0)
     mu = torch.cat([torch.addmm(b_mu[g], w_mu[g], f) for g, f in enumerate(feats.split(sizes, 1))], 1)[0]
     sigma = torch.cat([torch.addmm(b_sig[g], w_sig[g], f) for g, f in enumerate(feats.abs().split(sizes, 1))], 1)[0]
-    return laplace_bits(y, *coded_params(mu, sigma, lo, hi), radius=hi - lo + 1)
+    return (y, *coded_params(mu, sigma, lo, hi))
 
 
 def latent_bits(latents: list[torch.Tensor], ctx: torch.Tensor, lo: int, hi: int, first: int = 0) -> torch.Tensor:

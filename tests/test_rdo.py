@@ -1,0 +1,100 @@
+"""Rate-distortion optimised rounding of the latents (core/grid/rdo.py)."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from core.codec import decode, encode
+from core.grid import fit as F
+from core.grid import rdo
+from core.grid.arch import GridArch, synthesize, synthesize_planes
+from core.grid.context import N_CTX_PARAMS, N_FEATURES, N_PASSES
+from core.grid.rate import ContextTable, flat_bits
+from core.options import EncodeOptions
+from plugin_support import kodak_crop
+
+
+@pytest.mark.parametrize("level", [0, 1, 2])
+@pytest.mark.parametrize("parity", [(0, 0), (1, 0), (0, 1), (1, 1)])
+def test_each_pixel_moves_with_its_owner_only(level, parity):
+    # the claim the refinement rests on: moving one latent of a parity class
+    # changes only the pixels whose owner it is, so one synthesis with the whole
+    # class moved gives each latent's change of distortion (exactly but for float
+    # rounding where a window's edge falls on a pixel, whose weight is zero there)
+    height, width = 37, 29
+    arch = GridArch(4, (8,), 3)
+    shapes = arch.grid_shapes(height, width)
+    gen = torch.Generator().manual_seed(level)
+    latents = [torch.randint(-3, 4, s, generator=gen).float() for s in shapes]
+    layers = [(torch.randn(o, i, generator=gen), torch.randn(o, generator=gen)) for o, i in arch.layer_shapes()]
+    base = synthesize_planes(latents, layers, (height, width))
+    h, w = shapes[level]
+    step = 1 if level == 0 else 2
+    rows = rdo._owners(height, h, parity[0], step)
+    cols = rdo._owners(width, w, parity[1], step)
+    owner = rows[:, None] * w + cols[None, :]
+    for r in range(parity[0] % step, h, step):
+        for c in range(parity[1] % step, w, step):
+            moved = [y.clone() for y in latents]
+            moved[level][r, c] += 1
+            change = (synthesize_planes(moved, layers, (height, width)) - base).abs().amax(0)
+            assert change[owner == r * w + c].max() > 0.01
+            assert change[owner != r * w + c].max() < 1e-5
+
+
+def _problem(seed=0, height=40, width=56, lam=1e-3):
+    image = kodak_crop("kodim05", box=(200, 100, 200 + width, 100 + height))
+    target = torch.from_numpy(np.array(image)).float().permute(2, 0, 1) / 255
+    arch = GridArch(4, (8, 8), 3)
+    shapes = arch.grid_shapes(height, width)
+    gen = torch.Generator().manual_seed(seed)
+    layers = [(torch.randn(o, i, generator=gen) * 0.3, torch.zeros(o)) for o, i in arch.layer_shapes()]
+    table = ContextTable(shapes)
+    ctx = torch.zeros(arch.levels, N_PASSES, N_CTX_PARAMS)
+    ctx[:, :, :N_FEATURES] = 0.2
+    ctx[:, :, N_CTX_PARAMS - 1] = 20.0
+    flat = torch.randint(-2, 3, (sum(table.sizes),), generator=gen).float()
+    return flat, table, shapes, layers, target, ctx, lam
+
+
+def _objective(flat, table, shapes, layers, target, ctx, lam):
+    grids = [t.view(s) for t, s in zip(flat.split(table.sizes), shapes)]
+    out = synthesize(grids, layers, tuple(target.shape[1:])).permute(2, 0, 1)
+    n_pix = target.shape[1] * target.shape[2]
+    return float(torch.mean((out - target) ** 2)) + lam * float(flat_bits(flat, ctx, table, -8, 7)) / n_pix
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_refine_lowers_the_objective_it_reports(seed):
+    flat, table, shapes, layers, target, ctx, lam = _problem(seed)
+    out, stats = rdo.refine(flat, table.sizes, shapes, layers, target, ctx, table, -8, 7, lam, levels=3)
+    assert stats["moved"] > 0
+    assert stats["j_after"] < stats["j_before"]
+    assert math.isclose(stats["j_before"], _objective(flat, table, shapes, layers, target, ctx, lam), rel_tol=1e-6)
+    assert math.isclose(stats["j_after"], _objective(out, table, shapes, layers, target, ctx, lam), rel_tol=1e-6)
+    # integers in range, each moved by at most one step per level, levels past ``levels`` untouched
+    assert torch.equal(out, out.round()) and out.min() >= -8 and out.max() <= 7
+    assert (out - flat).abs().max() <= 1
+    assert torch.equal(out[sum(table.sizes[:3]):], flat[sum(table.sizes[:3]):])
+    assert int((out != flat).sum()) == stats["moved"]
+
+
+def test_refine_with_no_levels_is_rounding():
+    flat, table, shapes, layers, target, ctx, lam = _problem()
+    out, stats = rdo.refine(flat, table.sizes, shapes, layers, target, ctx, table, -8, 7, lam, levels=0)
+    assert torch.equal(out, flat) and stats["moved"] == 0
+
+
+def test_fit_with_refinement_writes_a_file_that_decodes(monkeypatch):
+    # a real crop through the whole encoder with the refinement at the end of the fit
+    image = kodak_crop("kodim23", box=(300, 200, 364, 248))
+    opts = EncodeOptions(quality=60, effort=1)
+    monkeypatch.setattr(F, "RDO_LEVELS", 3)
+    fitted = F.fit_grid(image, opts)
+    assert fitted.stats["rdo_j_after"] <= fitted.stats["rdo_j_before"]
+    data = encode(image, opts)
+    out = decode(data)
+    assert out.shape == image.shape
+    mse = np.mean((out.astype(np.float64) - image) ** 2)
+    assert 10 * math.log10(255**2 / mse) > 20
