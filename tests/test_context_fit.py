@@ -78,6 +78,8 @@ def _fit_calls(monkeypatch, image, every):
 
     monkeypatch.setattr(F, "fit_context", spy)
     monkeypatch.setattr(F, "CTX_REFIT_EVERY", every)
+    # the loop's own context fits only: the refinement after the last step refits once more
+    monkeypatch.setattr(F, "RDO_LEVELS", 0)
     fitted = F.fit_grid(image, EncodeOptions(quality=50, effort=1), progress=lambda done, total: steps_run.append(done))
     return calls, fitted.stats["steps"]
 

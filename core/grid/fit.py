@@ -223,7 +223,8 @@ def fit_grid(image: np.ndarray, opts: EncodeOptions, progress=None, trace=None, 
     ``hard_every`` steps and after the last one, with the latents hard-rounded
     and clamped and the context model quantized as they would be stored, on
     the full image (the "true" loss of the SGA+ paper's convergence plots; one
-    extra forward pass each).
+    extra forward pass each). The refinement after the last step (``RDO_LEVELS``)
+    is not traced: its objective before and after is in ``stats``.
     """
     t0 = time.perf_counter()
     device = torch.device(opts.resolved_device())
