@@ -10,7 +10,7 @@ from core.grid import fit as F
 from core.grid import rdo
 from core.grid.arch import GridArch, synthesize, synthesize_planes
 from core.grid.context import N_CTX_PARAMS, N_FEATURES, N_PASSES
-from core.grid.rate import ContextTable, flat_bits
+from core.grid.rate import ContextTable, flat_bits, level_grids
 from core.options import EncodeOptions
 from plugin_support import kodak_crop
 
@@ -59,7 +59,7 @@ def _problem(seed=0, height=40, width=56, lam=1e-3):
 
 
 def _objective(flat, table, shapes, layers, target, ctx, lam):
-    grids = [t.view(s) for t, s in zip(flat.split(table.sizes), shapes)]
+    grids = level_grids(flat, table.sizes, shapes)
     out = synthesize(grids, layers, tuple(target.shape[1:])).permute(2, 0, 1)
     n_pix = target.shape[1] * target.shape[2]
     return float(torch.mean((out - target) ** 2)) + lam * float(flat_bits(flat, ctx, table, -8, 7)) / n_pix

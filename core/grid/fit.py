@@ -53,7 +53,7 @@ from .context_fit import CTX_FIT_STEPS, fit_context, quantize_ctx
 from .decode import render
 from ..lsq import LSQ
 from ..rounding import RoundingStep, temperature
-from .rate import ContextTable, flat_bits
+from .rate import ContextTable, flat_bits, level_grids
 from .rdo import refine
 from .soap import Soap
 
@@ -338,7 +338,7 @@ def fit_grid(image: np.ndarray, opts: EncodeOptions, progress=None, trace=None, 
                 yq = torch.cat([round_fn(flat[:n0].view(shapes[0]), step0).reshape(-1), round_fn(flat[n0:], rstep)])
             else:
                 yq = round_fn(flat, rstep)
-            grids = _grids(yq, table.sizes, shapes)
+            grids = level_grids(yq, table.sizes, shapes)
             qlayers = [(qw(w), qb(b)) for (w, b), (qw, qb) in zip(layers, quant)]
             with synthesis_precision(device):
                 if coarse:
@@ -444,11 +444,6 @@ def _deterministic(device: torch.device):
         det.fill_uninitialized_memory = fill
 
 
-def _grids(flat: torch.Tensor, sizes: list[int], shapes: list[tuple[int, int]]) -> list[torch.Tensor]:
-    """The level grids of flat latents (views)."""
-    return [t.view(s) for t, s in zip(flat.split(sizes), shapes)]
-
-
 @torch.no_grad()
 def _hard_loss(flat, table, shapes, layers, quant, ctx, target, lo, hi) -> tuple[float, float]:
     """MSE and latent bits with the latents and context model as they would be
@@ -456,14 +451,14 @@ def _hard_loss(flat, table, shapes, layers, quant, ctx, target, lo, hi) -> tuple
     ints = torch.round(flat).clamp(lo, hi)
     ctx = quantize_ctx(ctx) / CTX_FRAC
     qlayers = [(qw(w), qb(b)) for (w, b), (qw, qb) in zip(layers, quant)]
-    out = synthesize_planes(_grids(ints, table.sizes, shapes), qlayers, tuple(target.shape[1:]))
+    out = synthesize_planes(level_grids(ints, table.sizes, shapes), qlayers, tuple(target.shape[1:]))
     return torch.mean((out - target) ** 2).item(), flat_bits(ints, ctx, table, lo, hi).item()
 
 
 @torch.no_grad()
 def _export(arch, bits, layers, quant, ctx, flat, table, shapes, lo, hi):
     ints_flat = torch.round(flat).clamp(lo, hi)
-    ints = _grids(ints_flat, table.sizes, shapes)
+    ints = level_grids(ints_flat, table.sizes, shapes)
     ctx_q = quantize_ctx(ctx)
     # passes without latents: their parameters are not stored (read back as zero)
     ctx_q[~torch.from_numpy(stored_passes(shapes, N_PASSES)).to(ctx_q.device)] = 0

@@ -201,3 +201,8 @@ def latent_bits(latents: list[torch.Tensor], ctx: torch.Tensor, lo: int, hi: int
     """:func:`flat_bits` of a list of grids (level 0 first)."""
     table = ContextTable([tuple(y.shape) for y in latents], latents[0].device)
     return flat_bits(torch.cat([y.reshape(-1) for y in latents]), ctx, table, lo, hi, first)
+
+
+def level_grids(flat: torch.Tensor, sizes: list[int], shapes: list[tuple[int, int]]) -> list[torch.Tensor]:
+    """The level grids of flat latents (views; ``sizes`` latents per level, level 0 first)."""
+    return [t.view(s) for t, s in zip(flat.split(sizes), shapes)]

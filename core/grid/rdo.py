@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 
 from .arch import synthesize
-from .rate import entry_params, flat_bits, laplace_bits
+from .rate import entry_params, flat_bits, laplace_bits, level_grids
 
 
 @torch.no_grad()
@@ -56,7 +56,7 @@ def refine(ints: torch.Tensor, sizes: list[int], shapes: list[tuple[int, int]], 
         return float(err.sum()) / (channels * n_pix) + lam * float(flat_bits(flat, ctx, table, lo, hi)) / n_pix
 
     # each pixel's squared error summed over the channels, kept up to date
-    err = ((_render(_views(ints, sizes, shapes), layers, (height, width)) - target) ** 2).sum(-1)
+    err = ((_render(level_grids(ints, sizes, shapes), layers, (height, width)) - target) ** 2).sum(-1)
     j_before = j = objective(ints, err)
     moved = 0
     for level in range(min(levels, len(shapes))):
@@ -82,7 +82,7 @@ def _refine_class(ints, err, level, parity, start, sizes, shapes, layers, target
     squared error now); returns how many moved and the pixels' new errors."""
     h, w = shapes[level]
     height, width, _ = target.shape
-    grids = _views(ints, sizes, shapes)
+    grids = level_grids(ints, sizes, shapes)
     # entries of this level and class: their latents, means, scales, flat positions
     y, mu, sigma = (v[: sizes[level]] for v in entry_params(ints, ctx, table, lo, hi, first=level))
     pos = table.pos[start : start + sizes[level]] - start
@@ -132,6 +132,3 @@ def _owners(n_out: int, n_in: int, parity: int, step: int) -> torch.Tensor:
 def _render(grids, layers, size):
     return synthesize(grids, layers, size)
 
-
-def _views(flat, sizes, shapes):
-    return [t.view(s) for t, s in zip(flat.split(sizes), shapes)]
