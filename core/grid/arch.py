@@ -107,14 +107,60 @@ def synthesize(latents, layers, size, row_block: int = ROW_BLOCK, whole_rows: in
     cols = [_lerp_index(w.shape[1], width, latents[0].device) for w in latents]
     for r0 in range(0, height, row_block):
         r1 = min(height, r0 + row_block)
-        feats = []
-        for y, (c0, c1, ct) in zip(latents, cols):
-            i0, i1, rt = _lerp_index(y.shape[0], height, y.device, r0, r1)
-            rows = y[i0] * (1 - rt)[:, None] + y[i1] * rt[:, None]
-            feats.append(rows[:, c0] * (1 - ct) + rows[:, c1] * ct)
+        feats = [_lerp_2d(y, _lerp_index(y.shape[0], height, y.device, r0, r1), c) for y, c in zip(latents, cols)]
         x = torch.stack(feats, dim=-1).reshape(-1, len(latents))
         outs.append((_mlp(x, layers) + 0.5).reshape(r1 - r0, width, -1))
     return torch.cat(outs, dim=0)
+
+
+class LevelMaps:
+    """Every latent grid upsampled to the output size and kept, for encoders
+    that render many times with one level changed at a time (the rounding
+    refinement, :mod:`core.grid.rdo`): each render upsamples only the changed
+    level. Renders the same floats as :func:`synthesize`, in the same blocks.
+    """
+
+    def __init__(self, latents, size, row_block: int = ROW_BLOCK, whole_rows: int = WHOLE_ROWS):
+        self.size, self.row_block = size, row_block
+        self.whole = size[0] <= whole_rows
+        self.maps = [self.upsample(y) for y in latents]
+
+    def set(self, level: int, grid) -> None:
+        """Keep ``grid`` as ``level``'s from now on."""
+        self.maps[level] = self.upsample(grid)
+
+    def upsample(self, y):
+        """Grid ``y`` at the output size, as :func:`synthesize` computes it."""
+        if self.whole:
+            up = _upsample(y, self.size)
+            return up.clone() if up is y else up  # not a view of the caller's latents
+        height, width = self.size
+        return _lerp_2d(y, _lerp_index(y.shape[0], height, y.device), _lerp_index(y.shape[1], width, y.device))
+
+    def render(self, layers, level: int | None = None, grid=None):
+        """(H, W, C) image of the kept grids, with ``level``'s replaced by ``grid`` if given."""
+        import torch
+
+        maps = list(self.maps)
+        if level is not None:
+            maps[level] = self.upsample(grid)
+        height, width = self.size
+        if self.whole:
+            x = torch.stack(maps, dim=-1).reshape(-1, len(maps))
+            return (_mlp(x, layers) + 0.5).reshape(height, width, -1)
+        outs = []
+        for r0 in range(0, height, self.row_block):
+            r1 = min(height, r0 + self.row_block)
+            x = torch.stack([m[r0:r1] for m in maps], dim=-1).reshape(-1, len(maps))
+            outs.append((_mlp(x, layers) + 0.5).reshape(r1 - r0, width, -1))
+        return torch.cat(outs, dim=0)
+
+
+def _lerp_2d(y, rows, cols):
+    """Grid ``y`` interpolated at the rows and columns of two :func:`_lerp_index` results."""
+    (i0, i1, rt), (c0, c1, ct) = rows, cols
+    r = y[i0] * (1 - rt)[:, None] + y[i1] * rt[:, None]
+    return r[:, c0] * (1 - ct) + r[:, c1] * ct
 
 
 def synthesize_planes(latents, layers, size):

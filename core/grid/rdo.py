@@ -17,13 +17,15 @@ of its own code (the latents whose context it is are left out), so each
 level's moves are kept only if the whole objective, measured after them,
 fell. Nothing in the file format changes.
 
-The syntheses are the decoder's own (:func:`core.grid.arch.synthesize`).
+The syntheses are the decoder's own floats (:class:`core.grid.arch.LevelMaps`
+renders as :func:`core.grid.arch.synthesize` does, upsampling only the level
+that changed).
 """
 from __future__ import annotations
 
 import torch
 
-from .arch import synthesize
+from .arch import LevelMaps
 from .rate import entry_params, flat_bits, laplace_bits, level_grids
 
 
@@ -55,8 +57,10 @@ def refine(ints: torch.Tensor, sizes: list[int], shapes: list[tuple[int, int]], 
     def objective(flat, err):
         return float(err.sum()) / (channels * n_pix) + lam * float(flat_bits(flat, ctx, table, lo, hi)) / n_pix
 
-    # each pixel's squared error summed over the channels, kept up to date
-    err = ((_render(level_grids(ints, sizes, shapes), layers, (height, width)) - target) ** 2).sum(-1)
+    # each level's upsampled grid and each pixel's squared error summed over the
+    # channels, kept up to date
+    maps = LevelMaps(level_grids(ints, sizes, shapes), (height, width))
+    err = ((maps.render(layers) - target) ** 2).sum(-1)
     j_before = j = objective(ints, err)
     moved = 0
     for level in range(min(levels, len(shapes))):
@@ -64,19 +68,20 @@ def refine(ints: torch.Tensor, sizes: list[int], shapes: list[tuple[int, int]], 
         kept, kept_err = ints.clone(), err
         n_moved = 0
         for parity in ([(0, 0)] if level == 0 else [(0, 0), (0, 1), (1, 0), (1, 1)]):
-            n, err = _refine_class(ints, err, level, parity, start, sizes, shapes, layers, target, ctx, table, lo,
-                                   hi, lam, radius, channels)
+            n, err = _refine_class(ints, err, maps, level, parity, start, sizes, shapes, layers, target, ctx, table,
+                                   lo, hi, lam, radius, channels)
             n_moved += n
         j_new = objective(ints, err)
         if j_new < j:
             j, moved = j_new, moved + n_moved
         else:
             ints, err = kept, kept_err
+            maps.set(level, level_grids(ints, sizes, shapes)[level])
     return ints, {"j_before": j_before, "j_after": j, "moved": moved}
 
 
-def _refine_class(ints, err, level, parity, start, sizes, shapes, layers, target, ctx, table, lo, hi, lam, radius,
-                  channels):
+def _refine_class(ints, err, maps, level, parity, start, sizes, shapes, layers, target, ctx, table, lo, hi, lam,
+                  radius, channels):
     """Move, in place, the latents of one parity class of ``level`` whose own
     rate and the distortion of their pixels say so (``err``: each pixel's
     squared error now); returns how many moved and the pixels' new errors."""
@@ -90,6 +95,8 @@ def _refine_class(ints, err, level, parity, start, sizes, shapes, layers, target
     step = 1 if level == 0 else 2
     sel = ((rows % step) == parity[0] % step) & ((cols % step) == parity[1] % step)
     pos, y, mu, sigma = pos[sel], y[sel], mu[sel], sigma[sel]
+    if not len(pos):  # a grid of one row or column has no latents of odd parity there
+        return 0, err
     bits0 = laplace_bits(y, mu, sigma, radius)
     # each pixel's owner in the class (the class latent whose window holds it)
     owner = _owners(height, h, parity[0], step)[:, None] * w + _owners(width, w, parity[1], step)[None, :]
@@ -101,8 +108,7 @@ def _refine_class(ints, err, level, parity, start, sizes, shapes, layers, target
         cand = (y + delta).clamp(lo, hi)
         moved_grid = grids[level].clone().view(-1)
         moved_grid[pos] = cand
-        trial = [g if k != level else moved_grid.view(h, w) for k, g in enumerate(grids)]
-        d_err = ((_render(trial, layers, (height, width)) - target) ** 2).sum(-1) - err
+        d_err = ((maps.render(layers, level, moved_grid.view(h, w)) - target) ** 2).sum(-1) - err
         d_errs.append(d_err.reshape(-1))
         d_dist = torch.zeros(h * w, dtype=d_err.dtype, device=d_err.device).index_add_(0, owner, d_err.reshape(-1))[pos]
         dj = d_dist / channels + lam * (laplace_bits(cand, mu, sigma, radius) - bits0)
@@ -111,6 +117,7 @@ def _refine_class(ints, err, level, parity, start, sizes, shapes, layers, target
         best_dj = torch.where(better, dj, best_dj)
     go = best != 0
     ints[start + pos[go]] += best[go]
+    maps.set(level, grids[level])  # a view of ``ints``: the moved grid
     # the pixels' errors after the moves: each pixel's owner moved by -1, +1 or not
     choice = torch.zeros(h * w, dtype=best.dtype, device=best.device)
     choice[pos] = best
@@ -127,8 +134,4 @@ def _owners(n_out: int, n_in: int, parity: int, step: int) -> torch.Tensor:
     u = ((torch.arange(n_out, dtype=torch.float64) + 0.5) * (n_in / n_out) - 0.5).clamp(0, n_in - 1)
     j = parity + step * torch.round((u - parity) / step)
     return j.clamp(0, n_in - 1).long()
-
-
-def _render(grids, layers, size):
-    return synthesize(grids, layers, size)
 
