@@ -136,8 +136,8 @@ CUDA_FILL_UNINITIALIZED = False
 #: latents, with the same context model; the context model is refitted once, after
 #: the last). Three levels and one sweep in issue 8's eleventh round; all levels and
 #: two sweeps in its twelfth: on the same fits of kodim01/05/15/23 at qualities 10,
-#: 45 and 90 the objective fell by a further 1.0-10.7 % (3.4 % mean) for about 5 s
-#: more per Kodak image with one thread (fast_encoding.md, round 12)
+#: 45 and 90 the objective fell by a further 1.0-10.7 % (3.4 % mean), for about 3 s
+#: more per Kodak image with both cores (fast_encoding.md, round 12)
 RDO_LEVELS = 7
 RDO_SWEEPS = 2
 
