@@ -47,13 +47,11 @@ def objective(ints, ctx, sizes, shapes, layers, target, table, lo, hi, lam) -> f
 def compare(ints, sizes, shapes, layers, target, ctx, table, lo, hi, lam, variants=VARIANTS) -> dict:
     """Each variant's objective and seconds, from the same starting point
     (the arguments of :func:`core.grid.rdo.refine` as the fit passes them)."""
-    from core.grid import fit as F
-    from core.grid.context import N_CTX_PARAMS, N_FEATURES
     from core.grid.context_fit import CTX_FIT_STEPS, fit_context
+    from core.grid.fit import ctx_gain
     from core.grid.rdo import refine
 
-    gain = torch.ones(N_CTX_PARAMS, device=ctx.device)
-    gain[N_FEATURES + 1 :] = F.SIGMA_GAIN  # the fit's parametrisation of the context model
+    gain = ctx_gain(ctx.device)  # the fit's parametrisation of the context model
 
     def refit(q, c, steps):
         best, _ = fit_context(q, c / gain, gain, table, lo, hi, steps=steps)

@@ -142,6 +142,15 @@ RDO_LEVELS = 7
 RDO_SWEEPS = 2
 
 
+def ctx_gain(device) -> torch.Tensor:
+    """(N_CTX_PARAMS,) the gain of each context parameter: the fit trains the
+    real parameters divided by it (1 for the mean weights, ``SIGMA_GAIN`` for
+    the scale terms)."""
+    gain = torch.ones(N_CTX_PARAMS, device=device)
+    gain[N_FEATURES + 1 :] = SIGMA_GAIN
+    return gain
+
+
 def coarse_fraction(quality: float) -> float:
     """Fraction of the steps fitted at half resolution: ``COARSE_END`` up to
     quality 30, falling linearly to ``COARSE_HIGH`` at quality 60 and above, where the
@@ -261,8 +270,7 @@ def fit_grid(image: np.ndarray, opts: EncodeOptions, progress=None, trace=None, 
     # the trainable context parameters are the real ones divided by a gain, so
     # that Adam's roughly constant step size suits both the mean weights (latent
     # units) and the scale terms (scale-index units, 0..63)
-    gain = torch.ones(N_CTX_PARAMS, device=device)
-    gain[N_FEATURES + 1 :] = SIGMA_GAIN
+    gain = ctx_gain(device)
     ctx_train = torch.zeros((arch.levels, N_PASSES, N_CTX_PARAMS), device=device)
     ctx_train[:, :, 2 * N_FEATURES + 1] = SIGMA_INIT / SIGMA_GAIN
     ctx_train.requires_grad_()
