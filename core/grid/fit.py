@@ -77,7 +77,13 @@ EFFORT_STEPS = {1: 60, 2: 150, 3: 400, 4: 600, 5: 850, 6: 1800, 7: 2700, 8: 3600
 #: steps; a fit with another fraction gets the step count of equal time
 BUDGET_COARSE = 0.85
 LR_LATENTS = 0.05
-LR_LATENTS_HIGH = 0.1
+LR_LATENTS_MID = 0.1
+#: 0.1 (= ``LR_LATENTS_MID``) until issue 8's thirteenth round. Whole kodim01/05/15/23
+#: at 850 steps: 0.2 lowered the fit's objective ``MSE + lambda bpp`` by 13.5-25.3 %
+#: at quality 90 and by 7 % on average at 70 (-11.2 .. +1.8 %), but raised it by
+#: 2.6-10.3 % at 45; 0.3 and 0.4 did no better at 90 and worse at 70
+#: (``latent_lr_study.md``)
+LR_LATENTS_HIGH = 0.2
 LR_NETS = 0.01
 LR_NETS_HIGH = 0.003
 LR_CTX = 0.05
@@ -191,11 +197,16 @@ def nets_lr(quality: float) -> float:
 
 def latents_lr(quality: float) -> float:
     """Learning rate of the latents: ``LR_LATENTS`` up to quality 25, rising
-    log-linearly to ``LR_LATENTS_HIGH`` at quality 45 and above. At 850 steps
-    (kodim01 + kodim23, whole images) the fast one lowered the fit's own
-    objective ``MSE + lambda bpp`` by 3.6-6.3 % at quality 45, 17-20 % at 70
-    and 90, and raised it by up to 4.9 % at 10 and 25."""
-    return _log_ramp(quality, 25, 45, LR_LATENTS, LR_LATENTS_HIGH)
+    log-linearly to ``LR_LATENTS_MID`` at quality 45 and on to ``LR_LATENTS_HIGH``
+    at quality 70 and above. At 850 steps (kodim01 + kodim23, whole images) the
+    mid one lowered the fit's own objective ``MSE + lambda bpp`` by 3.6-6.3 % at
+    quality 45, 17-20 % at 70 and 90 against ``LR_LATENTS``, and raised it by up to
+    4.9 % at 10 and 25; from quality 70 the high one lowers it further (see
+    ``LR_LATENTS_HIGH``): a latent of the finest level joins after the coarse phase
+    and must travel far in few steps to carry the detail of a high-quality fit."""
+    if quality <= 45:
+        return _log_ramp(quality, 25, 45, LR_LATENTS, LR_LATENTS_MID)
+    return _log_ramp(quality, 45, 70, LR_LATENTS_MID, LR_LATENTS_HIGH)
 
 
 def _log_ramp(quality: float, q0: float, q1: float, a: float, b: float) -> float:
