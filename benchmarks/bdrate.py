@@ -140,11 +140,11 @@ def _strictly_increasing(x: np.ndarray) -> bool:
     return bool(np.all(np.diff(x) > 0))
 
 
-def _mean_difference(anchor: Curve, test: Curve, method: str, axes) -> float:
+def _mean_difference(anchor: Curve, test: Curve, method: str, axes, x_max: float | None = None) -> float:
     """Mean of ``y_test - y_anchor`` over the overlap of the two curves' ``x``
-    ranges, where ``axes(rate, psnr) -> (x, y)`` picks the axes; NaN where the
-    method has too few points, the ranges do not overlap, or (pchip) ``x``
-    repeats a value."""
+    ranges (cut at ``x_max`` if given), where ``axes(rate, psnr) -> (x, y)``
+    picks the axes; NaN where the method has too few points, the ranges do not
+    overlap, or (pchip) ``x`` repeats a value."""
     need = _needed(method)
     ra, pa = _clean(anchor)
     rt, pt = _clean(test)
@@ -153,6 +153,8 @@ def _mean_difference(anchor: Curve, test: Curve, method: str, axes) -> float:
     xa, ya = axes(ra, pa)
     xt, yt = axes(rt, pt)
     lo, hi = max(xa.min(), xt.min()), min(xa.max(), xt.max())
+    if x_max is not None:
+        hi = min(hi, x_max)
     if not hi > lo:
         return float("nan")
     oa, ot = np.argsort(xa), np.argsort(xt)
@@ -162,9 +164,11 @@ def _mean_difference(anchor: Curve, test: Curve, method: str, axes) -> float:
     return _mean_over(xt, yt, lo, hi, method) - _mean_over(xa, ya, lo, hi, method)
 
 
-def bd_rate(anchor: Curve, test: Curve, method: str = "cubic") -> float:
-    """BD-rate of ``test`` against ``anchor`` in percent (negative = test is better)."""
-    diff = _mean_difference(anchor, test, method, lambda rate, psnr: (psnr, np.log(rate)))
+def bd_rate(anchor: Curve, test: Curve, method: str = "cubic", psnr_max: float | None = None) -> float:
+    """BD-rate of ``test`` against ``anchor`` in percent (negative = test is
+    better); ``psnr_max`` cuts the PSNR overlap there (to compare two curves of
+    one codec against an anchor over the same range, when one reaches higher)."""
+    diff = _mean_difference(anchor, test, method, lambda rate, psnr: (psnr, np.log(rate)), psnr_max)
     return (math.exp(diff) - 1) * 100 if math.isfinite(diff) else float("nan")
 
 

@@ -42,6 +42,17 @@ def test_overlap_only():
     assert bd_rate(anchor, test, "pchip") == pytest.approx(-20.0, abs=1e-9)
 
 
+@pytest.mark.parametrize("method", ["cubic", "pchip"])
+def test_psnr_max_cuts_the_overlap(method):
+    # ln R differs by 0.02 (P - 28): the mean over [28, hi] is 0.01 (hi - 28)
+    anchor = curve(lambda p: p / 8 - 4)
+    test = curve(lambda p: p / 8 - 4 + 0.02 * (p - 28))
+    assert bd_rate(anchor, test, method) == pytest.approx((math.exp(0.12) - 1) * 100, abs=1e-9)
+    assert bd_rate(anchor, test, method, psnr_max=34.0) == pytest.approx((math.exp(0.06) - 1) * 100, abs=1e-9)
+    assert bd_rate(anchor, test, method, psnr_max=50.0) == bd_rate(anchor, test, method)
+    assert math.isnan(bd_rate(anchor, test, method, psnr_max=27.0))
+
+
 def test_bd_psnr_constant_shift():
     anchor = [(0.25, 28.0), (0.5, 31.0), (1.0, 34.0), (2.0, 37.0)]
     test = [(r, p + 1.5) for r, p in anchor]

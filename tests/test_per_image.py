@@ -20,6 +20,25 @@ def test_each_image_gets_its_own_bd_rate_and_the_spread_is_summarised(tmp_path, 
     assert "| kodim02 | +0.0 | +0.0 |" in out
     assert "kodim03" not in out
     assert "cubic: mean -25.0 %, median -25.0 %, 1 of 2 images better, range -50.0 .. +0.0 %" in out
+    # the Kodak-average curves of kodim01 and kodim02: three quarters of the bits at every PSNR
+    assert "Kodak-average curves: -25.0 % cubic, -25.0 % pchip" in out
+
+
+def test_psnr_max_cuts_every_overlap(tmp_path, capsys):
+    # new needs half the bits up to 29 dB and the same from 32: cut at 29, it is better by more
+    path = tmp_path / "k.csv"
+    rows = [_row("old", f"q={q}", "kodim01", b, p) for q, b, p in QS]
+    rows += [_row("new", f"q={q}", "kodim01", b / 2 if p <= 29 else b, p) for q, b, p in QS]
+    _write(path, rows)
+
+    def bd(*extra):
+        per_image.main([str(path), "old", "new", *extra])
+        last = capsys.readouterr().out.strip().splitlines()[-1]
+        return last, float(last.split(":")[1].split("%")[0])
+
+    (whole_line, whole), (cut_line, cut) = bd(), bd("--psnr-max", "29")
+    assert cut < whole - 10 and cut < -40
+    assert cut_line.endswith("PSNR overlap cut at 29 dB") and "cut" not in whole_line
 
 
 def test_the_test_codec_may_come_from_another_csv(tmp_path, capsys):
