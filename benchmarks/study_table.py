@@ -137,6 +137,31 @@ def point_table(rows, csv_path: Path, codec: str) -> str:
     return "\n".join(out)
 
 
+def j_table(rows, csv_path: Path, codec: str) -> str:
+    """Each fit's objective J against that of ``codec``'s row for the same image
+    and quality in a benchmark CSV (the fit the variant changes, when the CSV holds
+    the code before it): J reads each fit at its own lambda, wherever on the
+    curve it lands, so it compares where :func:`point_table` would extrapolate."""
+    codecs, _, _ = load(csv_path)
+    if codec not in codecs:
+        raise SystemExit(f"{csv_path} has no rows of codec {codec!r}")
+    ref = codecs[codec]
+    out = [f"J against `{codec}`'s fit of the same image and quality (%; mean, range, per image):", "",
+           "| variant | quality | mean | range | per image |", "|---|---|---|---|---|"]
+    for tag, by in rows.items():
+        for q in sorted({q for d in by.values() for q in d}):
+            cells, vals = [], []
+            for image in sorted(by):
+                base = ref.points.get(image, {}).get(f"q={q:g}")
+                if q not in by[image] or base is None:
+                    continue
+                vals.append(100 * (objective(q, *by[image][q]) / objective(q, base["bpp"], base["psnr"]) - 1))
+                cells.append(f"{image} {vals[-1]:+.1f}")
+            if vals:
+                out.append(f"| {tag} | {q:g} | {np.mean(vals):+.1f} | {min(vals):+.1f} .. {max(vals):+.1f} | {', '.join(cells)} |")
+    return "\n".join(out)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("jsonl", nargs="+", type=Path)
@@ -146,12 +171,17 @@ def main(argv=None) -> None:
     ap.add_argument("--versus", default=None, metavar="TAG", help="also BD-rates against this variant")
     ap.add_argument("--curve", default=None, metavar="CODEC",
                     help="also each fit's bits at equal PSNR against this codec's per-image curve in --anchor-csv")
+    ap.add_argument("--j-versus", default=None, metavar="CODEC",
+                    help="also each fit's objective against this codec's fit of the same image and quality in --anchor-csv")
     args = ap.parse_args(argv)
     rows = read(args.jsonl)
     print(table(rows, args.anchor_csv, args.anchor, args.versus))
     if args.curve:
         print()
         print(point_table(rows, args.anchor_csv, args.curve))
+    if args.j_versus:
+        print()
+        print(j_table(rows, args.anchor_csv, args.j_versus))
 
 
 if __name__ == "__main__":

@@ -58,3 +58,20 @@ def test_point_table_reads_each_fit_against_the_curve_of_its_image(tmp_path):
 
 def test_pareto_drops_points_beaten_by_cheaper_ones():
     assert study_table.pareto([(2.0, 30.0), (1.0, 29.0), (2.2, 29.5), (3.0, 31.0)]) == [(1.0, 29.0), (2.0, 30.0), (3.0, 31.0)]
+
+
+def test_j_table_reads_each_fit_against_the_fit_it_replaces(tmp_path):
+    anchor = tmp_path / "k.csv"
+    _write(anchor, [_row("ani_default", "q=45", "kodim01", 0.8, 30.0), _row("ani_default", "q=45", "kodim02", 0.5, 32.0)])
+    rows = [
+        dict(tag="v", image="kodim01", quality=45, bpp=0.8, psnr=30.0),  # the same fit
+        dict(tag="v", image="kodim02", quality=45, bpp=0.25, psnr=32.0),  # half the bits
+        dict(tag="v", image="kodim02", quality=90, bpp=1.0, psnr=35.0),  # no fit to compare with
+    ]
+    text = study_table.j_table(study_table.read([_study(tmp_path / "s.jsonl", rows)]), anchor, "ani_default")
+    j = study_table.objective
+    half = 100 * (j(45, 0.25, 32.0) / j(45, 0.5, 32.0) - 1)
+    line = next(l for l in text.splitlines() if l.startswith("| v | 45 |")).split("|")
+    assert float(line[3]) == round(half / 2, 1)
+    assert f"kodim01 +0.0, kodim02 {half:+.1f}" in line[5]
+    assert "| v | 90 |" not in text
