@@ -104,36 +104,29 @@ def point_table(rows, csv_path: Path, codec: str) -> str:
     fit, so variants need not share qualities; points outside the curve's PSNR
     range are compared with its end segment's line (counted, marked ``*``). A
     negative mean is fewer bits than the curve."""
-    codecs, _, _ = load(csv_path)
-    if codec not in codecs:
-        raise SystemExit(f"{csv_path} has no rows of codec {codec!r}")
-    ref = codecs[codec]
+    ref = _codec(csv_path, codec)
     out = [f"Bits at equal PSNR against `{codec}`'s curve of the same image (%; mean / median, better; outside: beyond the curve's PSNR range, along its end segment, marked *):", "",
            "| variant | quality | mean | median | better | outside | per image |", "|---|---|---|---|---|---|---|"]
-    for tag, by in rows.items():
-        for q in sorted({q for d in by.values() for q in d}):
-            cells, vals, outside = [], [], 0
-            for image in sorted(by):
-                if q not in by[image]:
-                    continue
-                bpp, psnr = by[image][q]
-                curve = pareto([(r["bpp"], r["psnr"]) for r in ref.points.get(image, {}).values()])
-                need = bpp_at(curve, psnr)
-                mark = ""
-                if need != need:  # NaN: outside the curve's range, along its end segment
-                    need, mark = bpp_at(curve, psnr, extrapolate=True), "*"
-                    outside += 1
-                if need != need:
-                    cells.append(f"{image} -")
-                    continue
-                vals.append(100 * (bpp / need - 1))
-                cells.append(f"{image} {vals[-1]:+.1f}{mark}")
-            if vals:
-                mean, median = float(np.mean(vals)), float(np.median(vals))
-                better = sum(v < 0 for v in vals)
-                out.append(f"| {tag} | {q:g} | {mean:+.1f} | {median:+.1f} | {better}/{len(vals)} | {outside} | {', '.join(cells)} |")
-            else:
-                out.append(f"| {tag} | {q:g} | - | - | - | {outside} | {', '.join(cells)} |")
+    for tag, q, fits in _by_quality(rows):
+        cells, vals, outside = [], [], 0
+        for image, (bpp, psnr) in fits:
+            curve = pareto([(r["bpp"], r["psnr"]) for r in ref.points.get(image, {}).values()])
+            need = bpp_at(curve, psnr)
+            mark = ""
+            if need != need:  # NaN: outside the curve's range, along its end segment
+                need, mark = bpp_at(curve, psnr, extrapolate=True), "*"
+                outside += 1
+            if need != need:
+                cells.append(f"{image} -")
+                continue
+            vals.append(100 * (bpp / need - 1))
+            cells.append(f"{image} {vals[-1]:+.1f}{mark}")
+        if vals:
+            mean, median = float(np.mean(vals)), float(np.median(vals))
+            better = sum(v < 0 for v in vals)
+            out.append(f"| {tag} | {q:g} | {mean:+.1f} | {median:+.1f} | {better}/{len(vals)} | {outside} | {', '.join(cells)} |")
+        else:
+            out.append(f"| {tag} | {q:g} | - | - | - | {outside} | {', '.join(cells)} |")
     return "\n".join(out)
 
 
@@ -142,24 +135,34 @@ def j_table(rows, csv_path: Path, codec: str) -> str:
     and quality in a benchmark CSV (the fit the variant changes, when the CSV holds
     the code before it): J reads each fit at its own lambda, wherever on the
     curve it lands, so it compares where :func:`point_table` would extrapolate."""
+    ref = _codec(csv_path, codec)
+    out = [f"J against `{codec}`'s fit of the same image and quality (%; mean, range, per image):", "",
+           "| variant | quality | mean | range | per image |", "|---|---|---|---|---|"]
+    for tag, q, fits in _by_quality(rows):
+        cells, vals = [], []
+        for image, fit in fits:
+            base = ref.points.get(image, {}).get(f"q={q:g}")
+            if base is not None:
+                vals.append(100 * (objective(q, *fit) / objective(q, base["bpp"], base["psnr"]) - 1))
+                cells.append(f"{image} {vals[-1]:+.1f}")
+        if vals:
+            out.append(f"| {tag} | {q:g} | {np.mean(vals):+.1f} | {min(vals):+.1f} .. {max(vals):+.1f} | {', '.join(cells)} |")
+    return "\n".join(out)
+
+
+def _codec(csv_path: Path, codec: str):
+    """``codec``'s rows of a benchmark CSV (:class:`benchmarks.report.CodecData`)."""
     codecs, _, _ = load(csv_path)
     if codec not in codecs:
         raise SystemExit(f"{csv_path} has no rows of codec {codec!r}")
-    ref = codecs[codec]
-    out = [f"J against `{codec}`'s fit of the same image and quality (%; mean, range, per image):", "",
-           "| variant | quality | mean | range | per image |", "|---|---|---|---|---|"]
+    return codecs[codec]
+
+
+def _by_quality(rows):
+    """``(tag, quality, [(image, (bpp, psnr)), ...])`` for each variant and quality, images sorted."""
     for tag, by in rows.items():
         for q in sorted({q for d in by.values() for q in d}):
-            cells, vals = [], []
-            for image in sorted(by):
-                base = ref.points.get(image, {}).get(f"q={q:g}")
-                if q not in by[image] or base is None:
-                    continue
-                vals.append(100 * (objective(q, *by[image][q]) / objective(q, base["bpp"], base["psnr"]) - 1))
-                cells.append(f"{image} {vals[-1]:+.1f}")
-            if vals:
-                out.append(f"| {tag} | {q:g} | {np.mean(vals):+.1f} | {min(vals):+.1f} .. {max(vals):+.1f} | {', '.join(cells)} |")
-    return "\n".join(out)
+            yield tag, q, [(image, by[image][q]) for image in sorted(by) if q in by[image]]
 
 
 def main(argv=None) -> None:
