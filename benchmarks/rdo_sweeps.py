@@ -28,7 +28,8 @@ KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
 
 #: (name, levels, sweeps, context refit steps between sweeps)
 VARIANTS = [("none", 0, 0, 0), ("l3", 3, 1, 0), ("l7", 7, 1, 0), ("l3x2", 3, 2, 60), ("l7x2", 7, 2, 60),
-            ("l7x2_r0", 7, 2, 0)]
+            ("l7x2_r0", 7, 2, 0),
+            ("l7x3_r0", 7, 3, 0)]
 
 
 def objective(ints, ctx, sizes, shapes, layers, target, table, lo, hi, lam) -> float:

@@ -113,3 +113,34 @@ def test_fit_with_refinement_writes_a_file_that_decodes(monkeypatch):
     assert out.shape == image.shape
     mse = np.mean((out.astype(np.float64) - image) ** 2)
     assert 10 * math.log10(255**2 / mse) > 20
+
+
+def test_high_qualities_refine_in_more_sweeps():
+    assert F.rdo_sweeps(10) == F.rdo_sweeps(F.RDO_HIGH_QUALITY - 1) == F.RDO_SWEEPS
+    assert F.rdo_sweeps(F.RDO_HIGH_QUALITY) == F.rdo_sweeps(100) == F.RDO_SWEEPS_HIGH > F.RDO_SWEEPS
+
+
+def test_a_high_quality_fit_runs_the_high_sweep_count(monkeypatch):
+    # a real crop at quality 90: three sweeps (fewer only if one moved nothing);
+    # with the threshold above 90, the same fit stops at RDO_SWEEPS
+    image = kodak_crop("kodim23", box=(300, 200, 364, 248))
+    real = F.refine
+
+    def sweeps_run():
+        moved = []
+
+        def spy(*a):
+            out = real(*a)
+            moved.append(out[1]["moved"])
+            return out
+
+        monkeypatch.setattr(F, "refine", spy)
+        fitted = F.fit_grid(image, EncodeOptions(quality=90, effort=1))
+        assert len(moved) == fitted.stats["rdo_sweeps"]
+        return moved
+
+    high = sweeps_run()
+    assert len(high) == F.RDO_SWEEPS_HIGH or high[-1] == 0
+    assert len(high) > F.RDO_SWEEPS
+    monkeypatch.setattr(F, "RDO_HIGH_QUALITY", 101)
+    assert len(sweeps_run()) <= F.RDO_SWEEPS

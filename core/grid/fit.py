@@ -19,7 +19,7 @@ Phases, indexed by the fraction ``p`` of the step budget:
     then the synthesis adapts to them (distortion only);
   * after the last step, the latents of the ``RDO_LEVELS`` finest levels are
     moved by one where the final synthesis and the context model say the
-    objective falls (:mod:`core.grid.rdo`; ``RDO_SWEEPS`` sweeps, so a latent
+    objective falls (:mod:`core.grid.rdo`; :func:`rdo_sweeps` sweeps, so a latent
     may move by that many steps), and the context model is refitted to the
     result.
 Adam, one learning rate per group (latents, networks, context model), and
@@ -146,6 +146,17 @@ CUDA_FILL_UNINITIALIZED = False
 #: more per Kodak image with both cores (fast_encoding.md, round 12)
 RDO_LEVELS = 7
 RDO_SWEEPS = 2
+#: sweeps from quality ``RDO_HIGH_QUALITY`` up, where the latents move further (issue 8's
+#: thirteenth round, same fits of kodim01/05/15/23 at qualities 70 and 90: a third sweep
+#: lowered the objective by a further 0.8-2.9 %, for about 2 s with 1 thread;
+#: ``rdo_sweeps_study.md``); below it a third sweep did little in round 12
+RDO_SWEEPS_HIGH = 3
+RDO_HIGH_QUALITY = 70
+
+
+def rdo_sweeps(quality: float) -> int:
+    """How many sweeps of the rounding refinement a fit at ``quality`` runs."""
+    return RDO_SWEEPS_HIGH if quality >= RDO_HIGH_QUALITY else RDO_SWEEPS
 
 
 def ctx_gain(device) -> torch.Tensor:
@@ -397,7 +408,7 @@ def fit_grid(image: np.ndarray, opts: EncodeOptions, progress=None, trace=None, 
             t_rdo = time.perf_counter()
             with torch.no_grad():
                 qnow = [(qw(w), qb(b)) for (w, b), (qw, qb) in zip(layers, quant)]
-            for sweep in range(RDO_SWEEPS):
+            for sweep in range(rdo_sweeps(opts.quality)):
                 frozen, st = refine(frozen, table.sizes, shapes, qnow, target, ctx_train.detach() * gain,
                                     table, lo, hi, lam, RDO_LEVELS)
                 rdo_stats = {"j_before": rdo_stats.get("j_before", st["j_before"]), "j_after": st["j_after"],
