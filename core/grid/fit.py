@@ -148,7 +148,7 @@ RDO_LEVELS = 7
 RDO_SWEEPS = 2
 #: sweeps from quality ``RDO_HIGH_QUALITY`` up, where the latents move further (issue 8's
 #: thirteenth round, same fits of kodim01/05/15/23 at qualities 70 and 90: a third sweep
-#: lowered the objective by a further 0.8-2.9 %, for about 2 s with 1 thread;
+#: lowered the objective by a further 0.8-2.8 %, for about 2 s with 1 thread;
 #: ``rdo_sweeps_study.md``); below it a third sweep did little in round 12
 RDO_SWEEPS_HIGH = 3
 RDO_HIGH_QUALITY = 70
