@@ -149,7 +149,7 @@ RDO_SWEEPS = 2
 #: sweeps from quality ``RDO_HIGH_QUALITY`` up, where the latents move further (issue 8's
 #: thirteenth round, same fits of kodim01/05/15/23 at qualities 70 and 90: a third sweep
 #: lowered the objective by a further 0.8-2.8 %, for about 2 s with 1 thread;
-#: ``rdo_sweeps_study.md``); below it a third sweep did little in round 12
+#: ``rdo_sweeps_study.md``); below it a third sweep over three levels did little in round 12
 RDO_SWEEPS_HIGH = 3
 RDO_HIGH_QUALITY = 70
 
@@ -213,8 +213,7 @@ def latents_lr(quality: float) -> float:
     mid one lowered the fit's own objective ``MSE + lambda bpp`` by 3.6-6.3 % at
     quality 45, 17-20 % at 70 and 90 against ``LR_LATENTS``, and raised it by up to
     4.9 % at 10 and 25; from quality 70 the high one lowers it further (see
-    ``LR_LATENTS_HIGH``): a latent of the finest level joins after the coarse phase
-    and must travel far in few steps to carry the detail of a high-quality fit."""
+    ``LR_LATENTS_HIGH``)."""
     if quality <= 45:
         return _log_ramp(quality, 25, 45, LR_LATENTS, LR_LATENTS_MID)
     return _log_ramp(quality, 45, 70, LR_LATENTS_MID, LR_LATENTS_HIGH)
