@@ -10,8 +10,8 @@ context model refitted between sweeps for ``mid`` steps (0: not) and after the
 last for the fit's own ``CTX_FIT_STEPS``. Printed and written per fit: the
 objective ``J = MSE + lambda * latent bits / pixels`` (the stored, quantised
 context model; the model section left out, the same for all) of each variant
-relative to the first, and its seconds. The fit itself then goes on with its
-own setting (``RDO_LEVELS``, ``RDO_SWEEPS``).
+relative to ``l3`` (round 11's refinement), and its seconds. The fit itself then
+goes on with its own setting (``RDO_LEVELS``, :func:`core.grid.fit.rdo_sweeps`).
 """
 from __future__ import annotations
 
