@@ -55,6 +55,10 @@ def main(argv=None) -> None:
                     help="an encode option, e.g. rounding=ssl or tau_max=0.5 (JSON values, else a string)")
     ap.add_argument("--tag", default="", help="name of this variant in the --jsonl rows")
     ap.add_argument("--jsonl", type=Path, default=None, help="append one JSON line per fit to this file")
+    ap.add_argument("--trace", type=Path, default=None,
+                    help="write the fit's loss terms to this JSON file, per quality: as trained (every step) and "
+                         "true (hard-rounded latents, stored context model; every --trace-every steps)")
+    ap.add_argument("--trace-every", type=int, default=25)
     args = ap.parse_args(argv)
 
     import torch
@@ -81,21 +85,31 @@ def main(argv=None) -> None:
             options[name] = json.loads(value)
         except json.JSONDecodeError:
             options[name] = value
+    traces = {}
     for quality in args.quality:
+        hard, trained = [], []
+        if args.trace is not None:
+            traces[f"{quality:g}"] = {"hard": hard, "trained": trained}
         t0, c0 = time.perf_counter(), time.process_time()
-        fitted = F.fit_grid(img, EncodeOptions(quality=quality, effort=args.effort, **options))
+        fitted = F.fit_grid(img, EncodeOptions(quality=quality, effort=args.effort, **options),
+                            trace=None if args.trace is None else (lambda s, m, b: trained.append((s, m, b))),
+                            hard_trace=None if args.trace is None else (lambda s, m, b: hard.append((s, m, b))),
+                            hard_every=args.trace_every)
         seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
         # container overhead: preamble + header + CRC (40 bytes) and 12 bytes per section incl. END
         size = 40 + sum(len(d) + 12 for _, d in fitted.sections) + 12
         bpp = size * 8 / (img.shape[0] * img.shape[1])
         print(f"{args.image} q={quality:g} {' '.join(args.set + args.option)}: psnr {fitted.stats['psnr']:.2f} dB, "
               f"bpp {bpp:.4f}, fit {seconds:.1f} s (CPU {cpu:.1f} s), steps {fitted.stats['steps']}"
-              + "".join(f", {k} {v:.6g}" for k, v in fitted.stats.items() if k.startswith("rdo_")), flush=True)
+              + "".join(f", {k} {v:.6g}" for k, v in fitted.stats.items() if k.startswith(("rdo_", "polish_"))), flush=True)
         if args.jsonl is not None:
             row = {"tag": args.tag, "image": Path(args.image).stem, "crop": args.crop, "quality": quality, "bpp": bpp,
                    "psnr": fitted.stats["psnr"], "wall_s": seconds, "cpu_s": cpu, "steps": fitted.stats["steps"]}
             with open(args.jsonl, "a") as fh:
                 fh.write(json.dumps(row) + "\n")
+    if args.trace is not None:
+        args.trace.write_text(json.dumps({"image": Path(args.image).stem, "pixels": int(img.shape[0] * img.shape[1]),
+                                          "traces": traces}))
 
 if __name__ == "__main__":
     main()
