@@ -171,15 +171,25 @@ def synthesize_planes(latents, layers, size):
     import torch
 
     height, width = size
-    x0 = x = torch.stack([_upsample(y, size) for y in latents]).reshape(len(latents), -1)
-    for k, (w, b) in enumerate(layers):
-        if k == len(layers) - 1 and w.shape[1] != x.shape[0]:  # the skip path: [hidden, latents]
-            x = torch.addmm(b[:, None], w[:, : x.shape[0]], x) + w[:, x.shape[0] :] @ x0
-        else:
-            x = torch.addmm(b[:, None], w, x)
-        if k < len(layers) - 1:
-            x = torch.relu(x)
+    x, x0 = hidden_planes(latents, layers, size)
+    w, b = layers[-1]
+    if w.shape[1] != x.shape[0]:  # the skip path: [hidden, latents]
+        x = torch.addmm(b[:, None], w[:, : x.shape[0]], x) + w[:, x.shape[0] :] @ x0
+    else:
+        x = torch.addmm(b[:, None], w, x)
     return (x + 0.5).reshape(-1, height, width)
+
+
+def hidden_planes(latents, layers, size):
+    """What :func:`synthesize_planes`'s output layer sees: the last hidden layer
+    (hidden, pixels) and the upsampled latents (levels, pixels) of its skip path
+    (the same tensor when there are no hidden layers)."""
+    import torch
+
+    x0 = x = torch.stack([_upsample(y, size) for y in latents]).reshape(len(latents), -1)
+    for w, b in layers[:-1]:
+        x = torch.relu(torch.addmm(b[:, None], w, x))
+    return x, x0
 
 
 def _upsample(y, size):

@@ -55,6 +55,8 @@ from .decode import render
 from ..lsq import LSQ
 from ..rounding import RoundingStep, temperature
 from .rate import ContextTable, flat_bits, level_grids
+from .keep_best import KeepBest
+from .polish import polish_output
 from .rdo import refine
 from .soap import Soap
 
@@ -152,6 +154,14 @@ RDO_SWEEPS = 2
 #: ``rdo_sweeps_study.md``); below it a third sweep over three levels did little in round 12
 RDO_SWEEPS_HIGH = 3
 RDO_HIGH_QUALITY = 70
+#: after the freeze the fit keeps the synthesis (weights, biases, LSQ steps) of the
+#: step with the lowest distortion, not the last one (:mod:`.keep_best`)
+KEEP_BEST = True
+#: after the freeze, and again after the rounding refinement, the output layer's
+#: integers are re-chosen by coordinate descent on its quadratic distortion
+#: (:mod:`.polish`). With ``KEEP_BEST``, whole kodim01/05/15/23 at qualities 10, 45
+#: and 90: the fit's objective fell by 1.5 / 2.1 / 2.7 % on average, in all 12 fits
+POLISH = True
 
 
 def rdo_sweeps(quality: float) -> int:
@@ -339,7 +349,8 @@ def fit_grid(image: np.ndarray, opts: EncodeOptions, progress=None, trace=None, 
             ctx_train.copy_(best)
         return bits
 
-    rdo_stats = {}
+    rdo_stats, polish_stats = {}, {}
+    best = None
     with _deterministic(device):
         frozen = None
         for step in range(steps):
@@ -358,6 +369,8 @@ def fit_grid(image: np.ndarray, opts: EncodeOptions, progress=None, trace=None, 
                 # once, and spare the remaining steps the rate term
                 frozen_bits = refit_context(frozen, CTX_FIT_STEPS)
                 opt.param_groups[2]["params"] = []
+                if KEEP_BEST:
+                    best = KeepBest([t for (w, b), (qw, qb) in zip(layers, quant) for t in (w, b, qw.step, qb.step)])
             coarse = step < coarse_steps
             if (CTX_REFIT_EVERY and frozen is None and step > 0 and step >= coarse_steps
                     and (step - coarse_steps) % CTX_REFIT_EVERY == 0):
@@ -386,6 +399,8 @@ def fit_grid(image: np.ndarray, opts: EncodeOptions, progress=None, trace=None, 
                 bits = flat_bits(yq, ctx_train * gain, table, lo, hi, first=1 if coarse else 0)
             else:
                 bits = frozen_bits
+                if best is not None:
+                    best.offer(mse)
             loss = mse + lam * bits / n_pix
             for o in opts_all:
                 o.zero_grad(set_to_none=True)
@@ -400,6 +415,16 @@ def fit_grid(image: np.ndarray, opts: EncodeOptions, progress=None, trace=None, 
                 hard_trace(step, *_hard_loss(flat, table, shapes, layers, quant, ctx_train * gain, target, lo, hi))
             if progress is not None:
                 progress(step + 1, steps)
+        if best is not None:
+            # the last step's update has not been scored yet
+            with torch.no_grad(), synthesis_precision(device):
+                qlayers = [(qw(w), qb(b)) for (w, b), (qw, qb) in zip(layers, quant)]
+                out = synthesize_planes(level_grids(frozen, table.sizes, shapes), qlayers, (height, width))
+            best.offer(torch.mean((out.float() - target) ** 2))
+            best.restore()
+        if POLISH and frozen is not None:
+            polish_stats["mse_change"] = polish_output(level_grids(frozen, table.sizes, shapes), layers, quant,
+                                                       target, (height, width))
 
         if RDO_LEVELS and frozen is not None:
             # the latents as rounded at the freeze, moved where the final synthesis
@@ -416,6 +441,9 @@ def fit_grid(image: np.ndarray, opts: EncodeOptions, progress=None, trace=None, 
                     break
             if rdo_stats["moved"]:
                 refit_context(frozen, CTX_FIT_STEPS)
+                if POLISH:
+                    polish_stats["mse_change_after_rdo"] = polish_output(level_grids(frozen, table.sizes, shapes),
+                                                                         layers, quant, target, (height, width))
             flat = frozen
             rdo_stats["seconds"] = time.perf_counter() - t_rdo
     fit_seconds = time.perf_counter() - t0
@@ -434,6 +462,7 @@ def fit_grid(image: np.ndarray, opts: EncodeOptions, progress=None, trace=None, 
         "psnr": 10 * math.log10(255**2 / mse8) if mse8 > 0 else float("inf"),
         "device": device.type,
         **{f"rdo_{k}": v for k, v in rdo_stats.items()},
+        **{f"polish_{k}": v for k, v in polish_stats.items()},
     }
     return Fitted(
         sections=[(TAG_MODEL, modl), (TAG_LATENTS, lats)],
