@@ -16,7 +16,11 @@ Phases, indexed by the fraction ``p`` of the step budget:
     refitted to the hard-rounded latents (rate only, a few steps);
   * from ``FREEZE`` the latents are hard-rounded and frozen: the context
     model is fitted to them alone (:mod:`core.grid.context_fit`, rate only),
-    then the synthesis adapts to them (distortion only);
+    then the synthesis adapts to them (distortion only), and the synthesis of
+    the step with the lowest distortion is kept (``KEEP_BEST``);
+  * the output layer's integers are re-chosen against its exact quadratic
+    distortion (``POLISH``, :mod:`core.grid.polish`), here and after the
+    refinement below;
   * after the last step, the latents of the ``RDO_LEVELS`` finest levels are
     moved by one where the final synthesis and the context model say the
     objective falls (:mod:`core.grid.rdo`; :func:`rdo_sweeps` sweeps, so a latent
@@ -155,7 +159,10 @@ RDO_SWEEPS = 2
 RDO_SWEEPS_HIGH = 3
 RDO_HIGH_QUALITY = 70
 #: after the freeze the fit keeps the synthesis (weights, biases, LSQ steps) of the
-#: step with the lowest distortion, not the last one (:mod:`.keep_best`)
+#: step with the lowest distortion, not the last one (:mod:`.keep_best`): traced every
+#: 5 steps, kodim23 at quality 45 ended 0.22 dB below the best traced step at the
+#: 850-step budget and 1.38 dB below at 1700. Whole kodim01/05/15/23 at qualities 10,
+#: 45 and 90: the fit's objective fell by 0.9 / 1.2 / 0.1 % on average
 KEEP_BEST = True
 #: after the freeze, and again after the rounding refinement, the output layer's
 #: integers are re-chosen by coordinate descent on its quadratic distortion
