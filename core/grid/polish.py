@@ -18,8 +18,6 @@ from .arch import hidden_planes, synthesize_planes
 #: passes of coordinate descent over the output layer's integers (it stops earlier
 #: when a pass moves nothing)
 POLISH_PASSES = 8
-
-
 #: pixels per block of the float64 products (bounds their memory)
 BLOCK = 1 << 16
 
