@@ -49,3 +49,26 @@ def test_block_size_does_not_change_the_floats_of_a_kodak_render():
     ref = synthesize(latents, layers, (height, width), row_block=128)
     for rows in (32, 64, 100):
         assert torch.equal(synthesize(latents, layers, (height, width), row_block=rows), ref)
+
+
+@pytest.mark.parametrize("widths", [(8, 6), ()])
+@pytest.mark.parametrize("pixels", [1, 63, 64, 1000])
+def test_the_chunked_mlp_is_the_plain_mlp(widths, pixels):
+    # the decoder's MLP runs as batched 64-row products (thread-count invariant):
+    # any pixel count, padded and cut back, with and without the skip path
+    from core.grid.arch import GridArch, _mlp
+
+    arch = GridArch(3, widths, 3)
+    gen = torch.Generator().manual_seed(pixels)
+    layers = [(torch.randn(o, i, generator=gen), torch.randn(o, generator=gen)) for o, i in arch.layer_shapes()]
+    x = torch.randn(pixels, 3, generator=gen)
+    ref, x0 = x, x
+    for k, (w, b) in enumerate(layers):
+        if k == len(layers) - 1 and w.shape[1] != ref.shape[1]:
+            ref = torch.cat([ref, x0], dim=1)
+        ref = ref @ w.T + b
+        if k < len(layers) - 1:
+            ref = torch.relu(ref)
+    out = _mlp(x, layers)
+    assert out.shape == (pixels, 3)
+    assert torch.allclose(out, ref, atol=1e-5)
