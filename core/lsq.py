@@ -73,3 +73,8 @@ class LSQ(torch.nn.Module):
         s = float(torch.tensor(self.step.abs().item() + 1e-12, dtype=torch.float32))
         q = torch.clamp(torch.round(w / s), -self.qn, self.qp).to(torch.int64)
         return q, s
+
+
+def quantized_layers(layers, quant):
+    """``[(w_hat, b_hat), ...]``: each layer's weights and bias through its pair of quantizers."""
+    return [(qw(w), qb(b)) for (w, b), (qw, qb) in zip(layers, quant)]

@@ -5,7 +5,7 @@ import torch
 
 from core.grid.arch import GridArch, synthesize_planes
 from core.grid.polish import BLOCK, normal_equations, output_features, polish_integers, polish_output
-from core.lsq import LSQ
+from core.lsq import LSQ, quantized_layers
 
 
 def _objective(gram, cross, x):
@@ -72,7 +72,7 @@ def _network(seed, arch, size):
 
 @torch.no_grad()
 def _render(grids, layers, quant, size):
-    return synthesize_planes(grids, [(qw(w), qb(b)) for (w, b), (qw, qb) in zip(layers, quant)], size)
+    return synthesize_planes(grids, quantized_layers(layers, quant), size)
 
 
 @pytest.mark.parametrize("widths", [(8, 8), ()])
@@ -114,7 +114,7 @@ def test_output_features_are_what_the_output_layer_sees():
     size = (12, 18)
     arch = GridArch(3, (8, 6), 3)
     grids, layers, quant = _network(4, arch, size)
-    qlayers = [(qw(w), qb(b)) for (w, b), (qw, qb) in zip(layers, quant)]
+    qlayers = quantized_layers(layers, quant)
     feats = output_features(grids, qlayers, size)
     w, b = qlayers[-1]
     assert feats.shape == (6 + 3 + 1, 12 * 18)

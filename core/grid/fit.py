@@ -56,7 +56,7 @@ from .bitstream import TAG_LATENTS, TAG_MODEL, BIAS_BITS, GridModel, latent_rang
 from .context import CTX_FRAC, N_CTX_PARAMS, N_FEATURES, N_PASSES, stored_passes
 from .context_fit import CTX_FIT_STEPS, fit_context, quantize_ctx
 from .decode import render
-from ..lsq import LSQ
+from ..lsq import LSQ, quantized_layers
 from ..rounding import RoundingStep, temperature
 from .rate import ContextTable, flat_bits, level_grids
 from .keep_best import KeepBest
@@ -395,7 +395,7 @@ def fit_grid(image: np.ndarray, opts: EncodeOptions, progress=None, trace=None, 
             else:
                 yq = round_fn(flat, rstep)
             grids = level_grids(yq, table.sizes, shapes)
-            qlayers = [(qw(w), qb(b)) for (w, b), (qw, qb) in zip(layers, quant)]
+            qlayers = quantized_layers(layers, quant)
             with synthesis_precision(device):
                 if coarse:
                     out = synthesize_planes([zeros_coarse] + grids[1:], qlayers, (h1, w1))
@@ -425,7 +425,7 @@ def fit_grid(image: np.ndarray, opts: EncodeOptions, progress=None, trace=None, 
         if best is not None:
             # the last step's update has not been scored yet
             with torch.no_grad(), synthesis_precision(device):
-                qlayers = [(qw(w), qb(b)) for (w, b), (qw, qb) in zip(layers, quant)]
+                qlayers = quantized_layers(layers, quant)
                 out = synthesize_planes(level_grids(frozen, table.sizes, shapes), qlayers, (height, width))
             best.offer(torch.mean((out.float() - target) ** 2))
             best.restore()
@@ -438,7 +438,7 @@ def fit_grid(image: np.ndarray, opts: EncodeOptions, progress=None, trace=None, 
             # says a step pays; the context model refitted to the result
             t_rdo = time.perf_counter()
             with torch.no_grad():
-                qnow = [(qw(w), qb(b)) for (w, b), (qw, qb) in zip(layers, quant)]
+                qnow = quantized_layers(layers, quant)
             for sweep in range(rdo_sweeps(opts.quality)):
                 frozen, st = refine(frozen, table.sizes, shapes, qnow, target, ctx_train.detach() * gain,
                                     table, lo, hi, lam, RDO_LEVELS)
@@ -527,7 +527,7 @@ def _hard_loss(flat, table, shapes, layers, quant, ctx, target, lo, hi) -> tuple
     stored (the weights as they are at this step: LSQ-quantized from ``QAT_START``)."""
     ints = torch.round(flat).clamp(lo, hi)
     ctx = quantize_ctx(ctx) / CTX_FRAC
-    qlayers = [(qw(w), qb(b)) for (w, b), (qw, qb) in zip(layers, quant)]
+    qlayers = quantized_layers(layers, quant)
     out = synthesize_planes(level_grids(ints, table.sizes, shapes), qlayers, tuple(target.shape[1:]))
     return torch.mean((out - target) ** 2).item(), flat_bits(ints, ctx, table, lo, hi).item()
 

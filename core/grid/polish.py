@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..lsq import quantized_layers
 from .arch import hidden_planes, synthesize_planes
 
 #: passes of coordinate descent over the output layer's integers (it stops earlier
@@ -84,7 +85,7 @@ def polish_output(grids, layers, quant, target, size) -> float:
     ``layers``' float weights, which then quantize to them) where that lowers
     the float32 render's distortion against ``target`` (C, H, W); returns the MSE
     change (0 when the render did not improve, and nothing is changed)."""
-    qlayers = [(qw(w), qb(b)) for (w, b), (qw, qb) in zip(layers, quant)]
+    qlayers = quantized_layers(layers, quant)
     before = torch.mean((synthesize_planes(grids, qlayers, size) - target) ** 2).item()
     # the render is the output layer's result + 0.5
     gram, cross = normal_equations(output_features(grids, qlayers, size), target.reshape(target.shape[0], -1) - 0.5)
