@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ..lsq import quantized_layers
-from .arch import hidden_planes, synthesize_planes
+from .arch import hidden_planes
 
 #: passes of coordinate descent over the output layer's integers (it stops earlier
 #: when a pass moves nothing)
@@ -86,9 +86,11 @@ def polish_output(grids, layers, quant, target, size) -> float:
     the float32 render's distortion against ``target`` (C, H, W); returns the MSE
     change (0 when the render did not improve, and nothing is changed)."""
     qlayers = quantized_layers(layers, quant)
-    before = torch.mean((synthesize_planes(grids, qlayers, size) - target) ** 2).item()
+    feats = output_features(grids, qlayers, size)
     # the render is the output layer's result + 0.5
-    gram, cross = normal_equations(output_features(grids, qlayers, size), target.reshape(target.shape[0], -1) - 0.5)
+    goal = target.reshape(target.shape[0], -1) - 0.5
+    before = _output_mse(*qlayers[-1], feats, goal)
+    gram, cross = normal_equations(feats, goal)
     (w, b), (qw, qb) = layers[-1], quant[-1]
     wq, ws = qw.integers(w)
     bq, bs = qb.integers(b)
@@ -104,10 +106,16 @@ def polish_output(grids, layers, quant, target, size) -> float:
     old = w.clone(), b.clone()
     w.copy_(torch.from_numpy(new_w).to(w) * ws)
     b.copy_(torch.from_numpy(new_b).to(b) * bs)
-    qlayers[-1] = (qw(w), qb(b))
-    after = torch.mean((synthesize_planes(grids, qlayers, size) - target) ** 2).item()
+    after = _output_mse(qw(w), qb(b), feats, goal)
     if after >= before:
         w.copy_(old[0])
         b.copy_(old[1])
         return 0.0
     return after - before
+
+
+def _output_mse(w, b, feats, goal) -> float:
+    """The render's MSE with output layer ``(w, b)`` on ``feats`` (:func:`output_features`),
+    against ``goal`` (the target less the render's 0.5 offset, (channels, pixels))."""
+    out = torch.cat([w, b[:, None]], dim=1) @ feats
+    return torch.mean((out - goal) ** 2).item()
