@@ -1,6 +1,6 @@
 """What a Dask worker runs for a distributed batch (:mod:`.dask_batch`).
 
-Imports nothing from Dask at module level; a worker unpickles these
+Imports nothing from Dask at module level; a worker deserialises these
 functions by reference, so every worker needs the same ``ani-codec`` as the
 client. Each task:
 
