@@ -29,7 +29,7 @@ import numpy as np
 
 #: ``.ani`` presets: EncodeOptions fields other than quality. ``default`` is
 #: EncodeOptions' own defaults; ``fast`` and ``slow`` change the fit's budget.
-#: ``fast`` is effort 4 (about 70 % of the default's time) because shorter fits
+#: ``fast`` is effort 4 (half the default's step budget) because shorter fits
 #: have not yet traded rate for distortion: kodim01 at quality 10 gave 1.44 bpp
 #: / 21.3 dB at effort 2, 0.90 / 21.7 at effort 3 and 0.34 / 21.9 at 900 steps
 #: (Pillow JPEG quality 5: 0.27 / 22.1).

@@ -79,9 +79,10 @@ FREEZE = 0.85
 #: Kodak image in under a minute on a 2-core CPU with both cores (issue 8); it was
 #: 1800 steps (now effort 6) until issue 8's second round, then 850 until its
 #: fifteenth: once the best synthesis of the frozen phase is kept (``KEEP_BEST``) longer
-#: fits pay again, and 1200 steps lowered the fit's objective by 1.4-5.3 % on kodim01
-#: and kodim23 at qualities 10, 45 and 90 for about 30 % more CPU time
-#: (``budget_study.md``)
+#: fits pay again: 1200 steps lowered the fit's objective on kodim01/05/15/23 by 1.9 /
+#: 2.6 / 3.0 / 6.7 % on average at qualities 10 / 45 / 70 / 90 (``round15_study.md``),
+#: and needed 4.3 % fewer bits on the 24 Kodak images, for a 21 % longer encode (66.2 s
+#: median with 1 thread against 54.6 s; fast_encoding.md, round 15)
 EFFORT_STEPS = {1: 60, 2: 150, 3: 400, 4: 600, 5: 1200, 6: 1800, 7: 2700, 8: 3600, 9: 5000}
 #: the step counts above are those of a fit with this fraction of coarse (quarter-cost)
 #: steps; a fit with another fraction gets the step count of equal time
