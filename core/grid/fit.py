@@ -74,8 +74,10 @@ LATENT_INIT = 0.2
 #: 0.95 until issue 8's third round; at 850 steps 0.85 lowered the fit's objective by
 #: 7-9 % at quality 90 (kodim01, kodim23) and changed it by -4.5..+0.8 % at 10, 25, 45
 FREEZE = 0.85
-#: optimisation steps at effort 1..9 (768x512: about 0.06 s per step on 2 cores, the
-#: coarse phase's quarter-cost steps included). The default, 5, is sized to encode a
+#: optimisation steps at effort 1..9 (768x512: about 0.037 s per budget step with both
+#: cores of the 2-core benchmark machine, the coarse phase's quarter-cost steps and the
+#: refinement after the fit included: kodim01 at quality 90, 1200 steps, 43.8 s in
+#: issue 8's fifteenth round; 0.06 s in its second). The default, 5, is sized to encode a
 #: Kodak image in under a minute on a 2-core CPU with both cores (issue 8); it was
 #: 1800 steps (now effort 6) until issue 8's second round, then 850 until its
 #: fifteenth: once the best synthesis of the frozen phase is kept (``KEEP_BEST``) longer
