@@ -196,14 +196,15 @@ def _upsample(y, size):
     """Grid ``y`` upsampled bilinearly to ``size`` (half-pixel centres, as
     ``align_corners=False``); on CUDA as two products with interpolation
     matrices: the same values, and a backward without the atomic adds of
-    ``upsample_bilinear2d``'s (not deterministic)."""
-    import torch.nn.functional as F
-
+    ``upsample_bilinear2d``'s (not deterministic); on the CPU with the block
+    transpose of :mod:`.upsample` as the backward where the factors are whole."""
     if tuple(y.shape) == tuple(size):
         return y
     if y.is_cuda:
         return _lerp_matrix(size[0], y.shape[0], y.device) @ y @ _lerp_matrix(size[1], y.shape[1], y.device).t()
-    return F.interpolate(y[None, None], size=size, mode="bilinear", align_corners=False)[0, 0]
+    from .upsample import upsample
+
+    return upsample(y, size)
 
 
 #: pixels per matrix of the decoder's batched products (see :func:`_mlp`)
