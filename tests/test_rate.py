@@ -159,3 +159,58 @@ def test_the_ordered_sums_of_the_cuda_backward_equal_index_add():
     src = torch.randn(5, 42, generator=gen, requires_grad=True)
     plan(src).backward(grad)
     assert torch.allclose(src.grad, got, atol=1e-5)
+
+
+def _laplace_by_autograd(y, mu, sigma, radius):
+    """The rate's formula as plain tensor operations (what autograd
+    differentiates without :class:`core.grid.rate._LaplaceBits`)."""
+    from core.entropy import B_MIN, N_SCALES, RHO
+
+    b = B_MIN * torch.exp(sigma.clamp(0, N_SCALES - 1) * np.log(RHO))
+    d = (y - mu).abs()
+    upper = torch.exp(-(d + 0.5) / b)
+    lower = torch.exp(-(d - 0.5).clamp(min=0) / b)
+    centre = 1 - 0.5 * (torch.exp(-(0.5 - d).clamp(min=0) / b) + upper)
+    p = torch.where(d >= 0.5, 0.5 * (lower - upper), centre)
+    bits = -torch.log2(p.clamp(min=2.0**-24))
+    frac = mu - torch.floor(mu).detach()
+    outside = 0.5 * (torch.exp(-(radius + 0.5 + frac) / b) + torch.exp(-(radius + 0.5 - frac) / b))
+    return bits + torch.log2((1 - outside).clamp(min=2.0**-24))
+
+
+def test_the_closed_form_gradient_of_the_bits_equals_autograd_s():
+    """Every case of the formula: inside and outside the central interval, on
+    its edge (``|y - mu| = 1/2``) and at ``y = mu``, masses below the floor,
+    scale indices outside 0..63 (no gradient), and the alphabet's edge."""
+    gen = torch.Generator().manual_seed(3)
+    n = 20000
+    y = torch.round(torch.randn(n, generator=gen, dtype=torch.float64) * 4)
+    mu = torch.randn(n, generator=gen, dtype=torch.float64) * 4
+    mu[:100] = y[:100] + 0.5
+    mu[100:200] = y[100:200]
+    mu[200:300] = y[200:300] + 30  # far outside a small scale: the floor
+    sigma = torch.round(torch.rand(n, generator=gen, dtype=torch.float64) * 80 - 8)
+    sigma[:50], sigma[50:100] = 0, 63
+    radius = 16
+    a = [t.clone().requires_grad_() for t in (y, mu, sigma)]
+    want_bits = _laplace_by_autograd(*a, radius)
+    want = torch.autograd.grad((want_bits * 1.5).sum(), a)
+    b = [t.clone().requires_grad_() for t in (y, mu, sigma)]
+    bits = laplace_bits(*b, radius=radius)
+    got = torch.autograd.grad((bits * 1.5).sum(), b)
+    assert torch.allclose(bits, want_bits, rtol=1e-12, atol=1e-12)
+    for g, w in zip(got, want):
+        assert torch.allclose(g, w, rtol=1e-9, atol=1e-12)
+    assert (got[2][sigma < 0] == 0).all() and (got[2][sigma > 63] == 0).all() and (got[2] != 0).any()
+    with torch.no_grad():  # without a gradient, the same bits
+        assert torch.equal(laplace_bits(y, mu, sigma, radius=radius), bits.detach())
+
+
+def test_bits_of_latents_far_from_a_narrow_model_stay_at_the_floor():
+    """Exponents below float32's range (clamped for speed) change nothing: a
+    latent 40 away from a mean at the smallest scale costs the floor's 24 bits."""
+    y = torch.tensor([40.0, 3.0])
+    mu = torch.tensor([0.0, 3.0])
+    bits = laplace_bits(y, mu, torch.zeros(2), radius=64)
+    assert torch.isfinite(bits).all()
+    assert abs(float(bits[0]) - 24.0) < 1e-4 and float(bits[1]) < 1e-3
