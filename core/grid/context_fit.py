@@ -18,7 +18,7 @@ import math
 import torch
 
 from .context import CTX_FRAC, CTX_LIMIT, N_CTX_PARAMS
-from .rate import ContextTable, group_bits
+from .rate import ContextTable, entry_inputs, group_bits
 
 #: Adam steps of the context fit, and its start learning rate (cosine to 0)
 CTX_FIT_STEPS = 60
@@ -55,10 +55,12 @@ def fit_context(ints: torch.Tensor, ctx_train: torch.Tensor, gain: torch.Tensor,
     best = param.detach().clone().view(-1, N_CTX_PARAMS)
     best_bits = None
     opt = torch.optim.Adam([param], lr=lr, fused=param.is_cuda)  # one kernel per step on a GPU
+    with torch.no_grad():
+        inputs = entry_inputs(ints, table)  # the latents do not change: gathered once
     for i in range(steps + 1):
         real = param * gain
         stored = real + (quantize_ctx(real) / CTX_FRAC - real).detach()
-        bits = group_bits(ints, stored, table, lo, hi)
+        bits = group_bits(ints, stored, table, lo, hi, inputs)
         with torch.no_grad():
             if best_bits is None:
                 best_bits = bits.detach().clone()
