@@ -188,7 +188,7 @@ def hidden_planes(latents, layers, size):
 
     x0 = x = torch.stack([_upsample(y, size) for y in latents]).reshape(len(latents), -1)
     for w, b in layers[:-1]:
-        x = torch.relu(torch.addmm(b[:, None], w, x))
+        x = torch.relu_(torch.addmm(b[:, None], w, x))  # in place: addmm keeps no output for its backward
     return x, x0
 
 
