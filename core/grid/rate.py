@@ -232,21 +232,24 @@ def group_bits(flat: torch.Tensor, ctx: torch.Tensor, table: ContextTable, lo: i
     levels): a (levels * passes,) tensor, each group's bits depending on that
     group's parameters only. ``inputs``: :func:`entry_inputs` of ``flat``, for
     callers that evaluate fixed latents under many parameters."""
-    y, feats = entry_inputs(flat, table) if inputs is None else inputs
-    bits = laplace_bits(y, *entry_model(feats, ctx, table, lo, hi), radius=hi - lo + 1)
+    bits = entry_bits(flat, ctx, table, lo, hi, inputs=inputs)
     return torch.stack([b.sum() for b in bits.split(table.group_sizes)])
 
 
-def entry_bits(flat: torch.Tensor, ctx: torch.Tensor, table: ContextTable, lo: int, hi: int, first: int = 0) -> torch.Tensor:
-    """The bits of every entry from level ``first`` on (:func:`flat_bits` unsummed)."""
-    return laplace_bits(*entry_params(flat, ctx, table, lo, hi, first), radius=hi - lo + 1)
+def entry_bits(flat: torch.Tensor, ctx: torch.Tensor, table: ContextTable, lo: int, hi: int, first: int = 0,
+               inputs: tuple | None = None) -> torch.Tensor:
+    """The bits of every entry from level ``first`` on (:func:`flat_bits` unsummed;
+    ``inputs`` as :func:`entry_params`)."""
+    return laplace_bits(*entry_params(flat, ctx, table, lo, hi, first, inputs), radius=hi - lo + 1)
 
 
-def entry_params(flat: torch.Tensor, ctx: torch.Tensor, table: ContextTable, lo: int, hi: int, first: int = 0):
+def entry_params(flat: torch.Tensor, ctx: torch.Tensor, table: ContextTable, lo: int, hi: int, first: int = 0,
+                 inputs: tuple | None = None):
     """Every entry's latent and the mean and scale index that code it (as the
-    coder sees them, :func:`coded_params`), from level ``first`` on."""
-    y, feats = entry_inputs(flat, table, first)
-    return (y, *entry_model(feats, ctx, table, lo, hi, first))
+    coder sees them, :func:`coded_params`), from level ``first`` on. ``inputs``:
+    :func:`entry_inputs` of ``flat`` from that level, if the caller has them."""
+    y, features = entry_inputs(flat, table, first) if inputs is None else inputs
+    return (y, *entry_model(features, ctx, table, lo, hi, first))
 
 
 def entry_inputs(flat: torch.Tensor, table: ContextTable, first: int = 0):
@@ -259,10 +262,11 @@ def entry_inputs(flat: torch.Tensor, table: ContextTable, first: int = 0):
     return latent_plan(ext), (feats, feats.abs())
 
 
-def entry_model(feats, ctx: torch.Tensor, table: ContextTable, lo: int, hi: int, first: int = 0):
+def entry_model(features, ctx: torch.Tensor, table: ContextTable, lo: int, hi: int, first: int = 0):
     """The mean and scale index that code each entry (:func:`coded_params`),
-    from its features (:func:`entry_inputs`) and the context parameters."""
-    feats, mags = feats
+    from its features and their magnitudes (:func:`entry_inputs`) and the
+    context parameters."""
+    feats, mags = features
     sizes = table.group_sizes[table.passes * first :]
     # one small product per group: the parameters are shared within a group, and
     # split's and unbind's backward are one concatenation or stack each (indexing
