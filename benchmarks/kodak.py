@@ -40,6 +40,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from core.heap import retain_freed_memory, retained
+
 from . import codecs as C
 from .measure import machine, timed
 from .msssim import ms_ssim
@@ -207,7 +209,8 @@ def run(images: Sequence[str], codecs: Sequence[C.Codec], out: Path, image_dir: 
         if not todo:
             return 0
         info = machine()
-        info.update(argv=list(argv), threads=threads, repeats=repeats, ani_encode_repeats=ani_encode_repeats)
+        info.update(argv=list(argv), threads=threads, repeats=repeats, ani_encode_repeats=ani_encode_repeats,
+                    keep_heap=retained())
         _record_run(out.with_suffix(".runs.json"), run_id, info)
         return _measure_all(fh, csv_path.stat().st_size == 0, todo, image_dir, repeats, ani_encode_repeats,
                             run_id, say)
@@ -294,6 +297,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             import torch
 
             torch.set_num_threads(args.threads)  # the benchmark's choice; the library never sets it
+            # as the ``ani`` command and the batch workers do (not the library): the
+            # fit's freed memory stays in the process (``ANI_KEEP_HEAP=0``: not)
+            retain_freed_memory()
         try:
             run(images, codecs, out, args.image_dir, args.repeats, args.ani_encode_repeats, args.threads, argv)
         except KeyboardInterrupt:

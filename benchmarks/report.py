@@ -275,7 +275,9 @@ def summary(csv_path: Path, plot_name: str | None = None) -> str:
         lines.append(
             f"- run {run}: {m.get('cpu')} ({m.get('cpu_count')} CPUs, {m.get('memory_gib', '?')} GiB), "
             f"{m.get('system')}, Python {m.get('python')}; {libs}; threads {m.get('threads')}, "
-            f"repeats {m.get('repeats')} (ani encode {m.get('ani_encode_repeats')}); load average at start "
+            f"repeats {m.get('repeats')} (ani encode {m.get('ani_encode_repeats')}); "
+            + (f"freed heap memory kept (core.heap) {'yes' if m['keep_heap'] else 'no'}; " if 'keep_heap' in m else "")
+            + f"load average at start "
             f"{m.get('load_average_at_start')}; command `python -m benchmarks.kodak {' '.join(m.get('argv', []))}`")
     return "\n".join(lines) + "\n"
 

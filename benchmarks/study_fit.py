@@ -13,7 +13,9 @@ quality->lambda map; ``--steps`` replaces the effort's step budget (``EFFORT_STE
 the step count of an 85 %-coarse fit, see ``core.grid.fit.schedule``); ``--option
 NAME=VALUE`` sets an encode option. Several ``--quality`` values fit one after
 the other; ``--jsonl`` appends one JSON line per fit (tag, image, quality,
-bpp, PSNR, times, steps) for :mod:`benchmarks.study_table`.
+bpp, PSNR, times, steps) for :mod:`benchmarks.study_table`. The process keeps
+the memory a fit frees, as the ``ani`` command does (:mod:`core.heap`;
+``ANI_KEEP_HEAP=0`` in the environment: not).
 """
 from __future__ import annotations
 
@@ -66,7 +68,10 @@ def main(argv=None) -> None:
     from core.grid import fit as F
     from core.options import EncodeOptions
 
+    from core.heap import retain_freed_memory
+
     torch.set_num_threads(args.threads)
+    retain_freed_memory()  # as the ``ani`` command and the benchmark (``ANI_KEEP_HEAP=0``: not)
     set_constants(args.set)
     if args.lam is not None:
         F.quality_to_lambda = lambda q: args.lam

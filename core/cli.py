@@ -519,5 +519,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
+def run() -> int:
+    """The ``ani`` console command (and ``python -m core``): :func:`main` in a
+    process that keeps freed heap memory between a fit's steps
+    (:func:`core.heap.retain_freed_memory`: the process is ANI's own, so its
+    allocator may be changed for good; ``ANI_KEEP_HEAP=0`` turns that off)."""
+    from .heap import retain_freed_memory
+
+    retain_freed_memory()
+    return main()
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    sys.exit(run())

@@ -48,13 +48,17 @@ def _exit_with_parent(parent: int) -> None:
 
 def _worker_init(threads: int, parent: int | None = None) -> None:
     """Initialiser of a worker process: share the CPU cores between workers,
-    and exit when the batch process ``parent`` is gone.
+    keep freed heap memory between a fit's steps (:mod:`core.heap`), and exit
+    when the batch process ``parent`` is gone.
 
-    This sets torch's thread count in the worker process only, never in the
-    caller's process.
+    This sets torch's thread count and the allocator in the worker process
+    only, never in the caller's process.
     """
     if parent is not None:
         _exit_with_parent(parent)
+    from ..heap import retain_freed_memory
+
+    retain_freed_memory()
     os.environ["OMP_NUM_THREADS"] = str(threads)
     os.environ["MKL_NUM_THREADS"] = str(threads)
     try:
