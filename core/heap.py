@@ -29,8 +29,8 @@ import sys
 #: glibc's ``mallopt`` parameters (malloc.h)
 M_TRIM_THRESHOLD = -1
 M_MMAP_MAX = -4
-#: the trim threshold set: the largest value glibc accepts on every platform
-#: (it is a size_t, read from an int)
+#: the trim threshold set: the largest ``mallopt`` takes (its value is an int);
+#: the heap's top is handed back only when more than this (2 GiB) is free there
 TRIM_THRESHOLD = 2**31 - 1
 #: the environment variable that turns :func:`retain_freed_memory` off ("0")
 ENV = "ANI_KEEP_HEAP"
