@@ -14,10 +14,12 @@ This changes the allocator of the whole process for the rest of its life
 process's resident memory no longer falls after a fit. So the library never
 calls it on import or from the Pillow / imageio plugins, where the process is
 the host application's: the ``ani`` command, the batch converter's worker
-processes and the benchmarks do. A host application can call it, or start
-Python with ``GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=4294967295``,
-which has the same effect. ``ANI_KEEP_HEAP=0`` in the environment turns it off
-for ANI's own processes.
+processes and the benchmarks do, and a local Dask cluster's workers start
+with the same settings in ``GLIBC_TUNABLES`` (:func:`child_tunables`). A host
+application can call it, or start Python with
+``GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=2147483647``
+(:data:`TUNABLES`), which has the same effect. ``ANI_KEEP_HEAP=0`` in the
+environment turns it off for ANI's own processes.
 """
 from __future__ import annotations
 
@@ -34,6 +36,8 @@ M_MMAP_MAX = -4
 TRIM_THRESHOLD = 2**31 - 1
 #: the environment variable that turns :func:`retain_freed_memory` off ("0")
 ENV = "ANI_KEEP_HEAP"
+#: the same settings as glibc reads them from ``GLIBC_TUNABLES`` when a process starts
+TUNABLES = f"glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold={TRIM_THRESHOLD}"
 
 _applied = False
 
@@ -70,6 +74,18 @@ def retain_freed_memory() -> bool:
     # mallopt returns 1 on success
     _applied = mallopt(M_MMAP_MAX, 0) == 1 and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
     return _applied
+
+
+def child_tunables(environ=None) -> str | None:
+    """``GLIBC_TUNABLES`` for a process that ANI starts but does not run itself
+    from its first line (a local Dask cluster's workers): ``environ``'s own
+    tunables (default ``os.environ``) followed by :data:`TUNABLES`; ``None``
+    where :func:`retain_freed_memory` would do nothing."""
+    environ = os.environ if environ is None else environ
+    if environ.get(ENV, "1").strip() == "0" or _mallopt() is None:
+        return None
+    own = environ.get("GLIBC_TUNABLES", "").strip(":")
+    return f"{own}:{TUNABLES}" if own else TUNABLES
 
 
 def retained() -> bool:

@@ -26,7 +26,7 @@ from PIL import Image  # noqa: E402
 
 import core  # noqa: E402
 from conftest import synthetic_image  # noqa: E402
-from core import cli  # noqa: E402
+from core import cli, heap  # noqa: E402
 from core.convert import convert  # noqa: E402
 from core.convert import dask_batch  # noqa: E402
 from core.convert.atomic import is_temp_name  # noqa: E402
@@ -211,9 +211,17 @@ def test_local_cluster_workers_run_without_dask_malloc_setting(cluster):
     assert len(envs) == 2 and all(trim is None and omp == "1" for trim, omp in envs.values())
 
 
+@pytest.mark.skipif(heap.child_tunables() is None, reason="glibc only")
+def test_local_cluster_workers_keep_the_memory_a_fit_frees(cluster):
+    """As ``ani convert``'s own workers (core.heap), through glibc's tunables."""
+    _, client = cluster
+    tunables = client.run(lambda: os.environ.get("GLIBC_TUNABLES"))
+    assert len(tunables) == 2 and all(t and t.endswith(heap.TUNABLES) for t in tunables.values())
+
+
 def test_cli_local_cluster_decodes_to_png(folder, tmp_path, capsys):
     out = tmp_path / "png"
-    names = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "MALLOC_TRIM_THRESHOLD_", "PYTHONHASHSEED")
+    names = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "MALLOC_TRIM_THRESHOLD_", "PYTHONHASHSEED", "GLIBC_TUNABLES")
     environ = {name: os.environ.get(name) for name in names}
     rc = cli.main(["convert", str(folder["local"]), "--to", "png", "--out", str(out),
                    "--scheduler", "local", "--jobs", "1", "-q"])

@@ -61,6 +61,20 @@ def test_freed_blocks_stay_in_the_process():
 
 
 @needs_glibc
+def test_glibc_tunables_have_the_same_effect():
+    """What the README offers applications, and what a local Dask cluster's workers start with."""
+    plain, faults = _python(FAULTS, **{heap.ENV: "0", "GLIBC_TUNABLES": heap.TUNABLES})
+    assert plain == "False" and int(faults) < 0.05 * 9 * (64 << 20) // os.sysconf("SC_PAGE_SIZE")
+
+
+@needs_glibc
+def test_child_tunables_follow_the_callers_own_and_the_switch():
+    assert heap.child_tunables({}) == heap.TUNABLES
+    assert heap.child_tunables({"GLIBC_TUNABLES": "glibc.pthread.rseq=0"}) == "glibc.pthread.rseq=0:" + heap.TUNABLES
+    assert heap.child_tunables({heap.ENV: "0"}) is None
+
+
+@needs_glibc
 def test_it_is_idempotent_and_reported():
     assert _python("from core import heap; print(heap.retained(), heap.retain_freed_memory(), "
                    "heap.retain_freed_memory(), heap.retained())") == ["False", "True", "True", "True"]

@@ -111,18 +111,27 @@ def local_cluster(workers: int) -> Iterator[Any]:
     """A ``LocalCluster`` of ``workers`` processes on loopback, one thread and
     one fit slot each, no Dask memory limit and no dashboard; closed at the end.
 
-    The nannies of a local cluster live in this process and write their
-    workers' environment (``OMP_NUM_THREADS=1``, ...) into ``os.environ``;
-    those variables are put back when the cluster closes.
+    The workers start with glibc's malloc keeping freed memory
+    (``GLIBC_TUNABLES``, :func:`core.heap.child_tunables`), as ``ani
+    convert``'s own workers. The nannies of a local cluster live in this
+    process and write their workers' environment (``OMP_NUM_THREADS=1``,
+    ``GLIBC_TUNABLES``, ...) into ``os.environ``; those variables are put back
+    when the cluster closes.
     """
     import dask
     from distributed import LocalCluster
 
+    from ..heap import child_tunables
+
     key = "distributed.nanny.pre-spawn-environ"
-    touched = set(dask.config.get(key)) | {"PYTHONHASHSEED"}
+    environ = {name: None for name in DROPPED_WORKER_ENV}
+    tunables = child_tunables()
+    if tunables:  # the workers keep the memory a fit frees, as ``ani convert``'s own (core.heap)
+        environ["GLIBC_TUNABLES"] = tunables
+    touched = set(dask.config.get(key)) | set(environ) | {"PYTHONHASHSEED"}
     saved = {name: os.environ.get(name) for name in touched}
     try:
-        with dask.config.set({f"{key}.{name}": None for name in DROPPED_WORKER_ENV}):
+        with dask.config.set({f"{key}.{name}": value for name, value in environ.items()}):
             cluster = LocalCluster(
                 n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                 resources={FIT_RESOURCE: 1}, memory_limit=0, silence_logs=logging.ERROR,
