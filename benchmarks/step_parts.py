@@ -15,6 +15,10 @@ alternating so that a busy machine slows both alike):
   latents far from a narrow model, whose exp underflows);
 * the synthesis (bfloat16 where the CPU has it), forward and backward, with
   the hidden ReLU as a new tensor against in place.
+
+The process keeps the memory it frees (:mod:`core.heap`), as the ``ani``
+command does; with ``ANI_KEEP_HEAP=0`` it runs with glibc's defaults, as
+issue 8's sixteenth round measured.
 """
 from __future__ import annotations
 
@@ -57,7 +61,10 @@ def main(argv=None) -> None:
     from core.grid import rate as R
     from core.grid.upsample import upsample
 
+    from core.heap import retain_freed_memory
+
     torch.set_num_threads(args.threads)
+    retain_freed_memory()  # as the ``ani`` command and the other benchmarks (``ANI_KEEP_HEAP=0``: not)
     img = np.asarray(Image.open(KODAK / f"{args.image}.png").convert("RGB"))
     h, w = img.shape[:2]
     arch = A.GridArch(A.default_levels(h, w), FIT.WIDTHS, 3)
