@@ -58,6 +58,10 @@ def _mallopt():
     return fn
 
 
+def _switched_off(environ) -> bool:
+    return environ.get(ENV, "1").strip() == "0"
+
+
 def retain_freed_memory() -> bool:
     """Keep freed memory in this process's heap from now on (see the module's
     docstring); whether it is in effect. Does nothing, and returns ``False``,
@@ -66,7 +70,7 @@ def retain_freed_memory() -> bool:
     global _applied
     if _applied:
         return True
-    if os.environ.get(ENV, "1").strip() == "0":
+    if _switched_off(os.environ):
         return False
     mallopt = _mallopt()
     if mallopt is None:
@@ -82,7 +86,7 @@ def child_tunables(environ=None) -> str | None:
     tunables (default ``os.environ``) followed by :data:`TUNABLES`; ``None``
     where :func:`retain_freed_memory` would do nothing."""
     environ = os.environ if environ is None else environ
-    if environ.get(ENV, "1").strip() == "0" or _mallopt() is None:
+    if _switched_off(environ) or _mallopt() is None:
         return None
     own = environ.get("GLIBC_TUNABLES", "").strip(":")
     return f"{own}:{TUNABLES}" if own else TUNABLES
