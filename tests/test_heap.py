@@ -38,6 +38,7 @@ for _ in range(9):
 print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
 
+
 def _python(code: str, **env: str) -> list[str]:
     environ = dict(os.environ)
     environ["PYTHONPATH"] = str(ROOT) + os.pathsep + environ.get("PYTHONPATH", "")

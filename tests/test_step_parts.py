@@ -6,9 +6,10 @@ from core.grid import arch as A
 from core.grid import rate as R
 
 
-def test_step_parts_reports_every_way_and_restores_the_code(capsys):
+def test_step_parts_reports_every_way_and_restores_the_code(capsys, monkeypatch):
     from benchmarks.step_parts import main
 
+    monkeypatch.setenv("ANI_KEEP_HEAP", "0")  # the test process's allocator stays as it is (core.heap)
     before = (R.laplace_bits, R._EXP_MIN, A.hidden_planes)
     main(["kodim23", "--reps", "1"])
     out = capsys.readouterr().out
