@@ -17,8 +17,6 @@ a fresh process would need.
 """
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import gc
 import os
 import platform
@@ -27,22 +25,16 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from core.heap import glibc
+
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 _STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
 _STATM = Path("/proc/self/statm")
 
 
-def _libc():
-    name = ctypes.util.find_library("c")
-    try:
-        lib = ctypes.CDLL(name) if name else None
-        return lib if lib is not None and hasattr(lib, "malloc_trim") else None
-    except OSError:
-        return None
-
-
-_LIBC = _libc()
+#: glibc, for ``malloc_trim`` (None elsewhere: other C libraries have no such call)
+_LIBC = glibc()
 
 
 def _status_kb(field: str) -> float:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 import sys
 
@@ -42,17 +43,26 @@ TUNABLES = f"glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold={TRIM_THRESHOLD
 _applied = False
 
 
-def _mallopt():
-    """glibc's ``mallopt``, or ``None`` on other C libraries and systems."""
+@functools.lru_cache(maxsize=1)
+def glibc():
+    """This process's C library if it is glibc (Linux), else ``None``; loaded once."""
     if not sys.platform.startswith("linux"):
         return None
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         # gnu_get_libc_version exists in glibc only: musl has a mallopt that does nothing
         libc.gnu_get_libc_version
-        fn = libc.mallopt
     except (OSError, AttributeError):
         return None
+    return libc
+
+
+def _mallopt():
+    """glibc's ``mallopt``, or ``None`` on other C libraries and systems."""
+    libc = glibc()
+    if libc is None:
+        return None
+    fn = libc.mallopt
     fn.argtypes = [ctypes.c_int, ctypes.c_int]
     fn.restype = ctypes.c_int
     return fn
