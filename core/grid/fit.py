@@ -5,7 +5,9 @@ rate in the loss): ``loss = MSE + lambda * bits / pixels`` (SHACIRA eq. 9,
 Phases, indexed by the fraction ``p`` of the step budget:
   * for images of ``COARSE_MIN_PIXELS`` or more, the first
     :func:`coarse_fraction` of the steps fit levels >= 1 to the image
-    downsampled to level 1's grid (each step costs about a quarter);
+    downsampled to level 1's grid (each step costs about a quarter); when
+    level 0 joins, the synthesis reads it first as it reads level 1
+    (``JOIN_FROM_LEVEL1``);
   * latents start near 0 (``LATENT_INIT``) and pass through the chosen
     rounding method (``options.rounding``, :mod:`core.rounding`,
     :mod:`core.sga`), which sees the step index and the temperature ``tau``
@@ -177,6 +179,16 @@ KEEP_BEST = True
 #: (:mod:`.polish`). With ``KEEP_BEST``, whole kodim01/05/15/23 at qualities 10, 45
 #: and 90: the fit's objective fell by 1.5 / 2.1 / 2.7 % on average, in all 12 fits
 POLISH = True
+#: when the finest level joins after the coarse phase, the synthesis's weights that read
+#: it (its column in the first layer and in the output layer's skip path) start as this
+#: multiple of those that read level 1 (:func:`join_finest_level`; 0: as initialised)
+#: instead of their untrained initial values (its input was zero until then, so they
+#: never learned). Whole kodim01/05/15/23 at qualities 10, 45 and 90, seeds 0 and 1
+#: (issue 8's eighteenth round, ``join_study.md``): with 0.5 the fit's objective fell by
+#: 1.4 % on average (19 of 24 fits; 1.0: 1.1 %, 15 of 24), most from quality 45 up, and
+#: the two seeds' results differ less (3.5 -> 2.5 % on average; kodim23 at quality 45
+#: with seed 1, the worst fit of the budget study, -15.3 %)
+JOIN_FROM_LEVEL1 = 0.5
 
 
 def rdo_sweeps(quality: float) -> int:
@@ -261,6 +273,21 @@ class Fitted:
     n_latents: int
     n_params: int
     stats: dict = field(default_factory=dict)
+
+
+def join_finest_level(layers, levels: int, scale: float) -> None:
+    """Set, in place, the synthesis's weights that read level 0 to ``scale``
+    times those that read level 1: column 0 of the first layer and, when the
+    output layer has the skip path (``[hidden, latents]``), its level-0 column.
+    Level 0 then starts as a finer echo of level 1 in what the synthesis makes
+    of it (its latents are near zero when it joins, so the image hardly jumps)."""
+    with torch.no_grad():
+        first = layers[0][0]
+        first[:, 0] = scale * first[:, 1]
+        out = layers[-1][0]
+        if len(layers) > 1 and out.shape[1] > layers[-2][0].shape[0]:
+            skip = out.shape[1] - levels
+            out[:, skip] = scale * out[:, skip + 1]
 
 
 def _init_layers(arch: GridArch, gen: torch.Generator, device) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -387,6 +414,8 @@ def fit_grid(image: np.ndarray, opts: EncodeOptions, progress=None, trace=None, 
                 if KEEP_BEST:
                     best = KeepBest([t for (w, b), (qw, qb) in zip(layers, quant) for t in (w, b, qw.step, qb.step)])
             coarse = step < coarse_steps
+            if JOIN_FROM_LEVEL1 and coarse_steps and step == coarse_steps:
+                join_finest_level(layers, arch.levels, JOIN_FROM_LEVEL1)
             if (CTX_REFIT_EVERY and frozen is None and step > 0 and step >= coarse_steps
                     and (step - coarse_steps) % CTX_REFIT_EVERY == 0):
                 refit_context(torch.round(flat.detach()).clamp(lo, hi), CTX_REFIT_STEPS)
