@@ -18,7 +18,7 @@ def test_join_sets_level_zero_columns_from_level_one_and_nothing_else():
     layers = _layers(arch)
     before = [(w.detach().clone(), b.detach().clone()) for w, b in layers]
     assert not torch.equal(before[0][0][:, 0], before[0][0][:, 1])
-    F.join_finest_level(layers, arch.levels, 0.5)
+    F.join_finest_level(layers, arch, 0.5)
     first, out = layers[0][0], layers[-1][0]
     assert torch.equal(first[:, 0], 0.5 * before[0][0][:, 1])
     assert torch.equal(first[:, 1:], before[0][0][:, 1:])
@@ -35,7 +35,7 @@ def test_join_without_hidden_layers_copies_the_only_layer():
     arch = GridArch(4, (), 3)
     layers = _layers(arch)
     w1 = layers[0][0][:, 1].detach().clone()
-    F.join_finest_level(layers, arch.levels, 1.0)
+    F.join_finest_level(layers, arch, 1.0)
     assert torch.equal(layers[0][0][:, 0], w1)
 
 
@@ -43,9 +43,9 @@ def _spy(monkeypatch):
     calls = []
     real = F.join_finest_level
 
-    def spy(layers, levels, scale):
-        calls.append((levels, scale))
-        real(layers, levels, scale)
+    def spy(layers, arch, scale):
+        calls.append((arch.levels, scale))
+        real(layers, arch, scale)
 
     monkeypatch.setattr(F, "join_finest_level", spy)
     return calls

@@ -275,18 +275,18 @@ class Fitted:
     stats: dict = field(default_factory=dict)
 
 
-def join_finest_level(layers, levels: int, scale: float) -> None:
+def join_finest_level(layers, arch: GridArch, scale: float) -> None:
     """Set, in place, the synthesis's weights that read level 0 to ``scale``
     times those that read level 1: column 0 of the first layer and, when the
-    output layer has the skip path (``[hidden, latents]``), its level-0 column.
-    Level 0 then starts as a finer echo of level 1 in what the synthesis makes
-    of it (its latents are near zero when it joins, so the image hardly jumps)."""
+    output layer has the skip path (an ``arch`` with hidden layers: it reads
+    ``[hidden, latents]``), its level-0 column. Level 0 then starts as a finer
+    echo of level 1 in what the synthesis makes of it (its latents are near
+    zero when it joins, so the image hardly jumps)."""
     with torch.no_grad():
         first = layers[0][0]
         first[:, 0] = scale * first[:, 1]
-        out = layers[-1][0]
-        if len(layers) > 1 and out.shape[1] > layers[-2][0].shape[0]:
-            skip = out.shape[1] - levels
+        if arch.widths:
+            out, skip = layers[-1][0], arch.widths[-1]
             out[:, skip] = scale * out[:, skip + 1]
 
 
@@ -415,7 +415,7 @@ def fit_grid(image: np.ndarray, opts: EncodeOptions, progress=None, trace=None, 
                     best = KeepBest([t for (w, b), (qw, qb) in zip(layers, quant) for t in (w, b, qw.step, qb.step)])
             coarse = step < coarse_steps
             if JOIN_FROM_LEVEL1 and coarse_steps and step == coarse_steps:
-                join_finest_level(layers, arch.levels, JOIN_FROM_LEVEL1)
+                join_finest_level(layers, arch, JOIN_FROM_LEVEL1)
             if (CTX_REFIT_EVERY and frozen is None and step > 0 and step >= coarse_steps
                     and (step - coarse_steps) % CTX_REFIT_EVERY == 0):
                 refit_context(torch.round(flat.detach()).clamp(lo, hi), CTX_REFIT_STEPS)
