@@ -185,7 +185,7 @@ POLISH = True
 #: instead of their untrained initial values (its input was zero until then, so they
 #: never learned). Whole kodim01/05/15/23 at qualities 10, 45 and 90, seeds 0 and 1
 #: (issue 8's eighteenth round, ``join_study.md``): with 0.5 the fit's objective fell by
-#: 1.4 % on average (19 of 24 fits; 1.0: 1.1 %, 15 of 24), most from quality 45 up, and
+#: 1.4 % on average (19 of 24 fits; 1.0: 1.1 %, 15 of 24; 0.25 as 0.5), most from quality 45 up, and
 #: the two seeds' results differ less (3.5 -> 2.5 % on average; kodim23 at quality 45
 #: with seed 1, the worst fit of the budget study, -15.3 %)
 JOIN_FROM_LEVEL1 = 0.5
