@@ -237,7 +237,7 @@ def report(args) -> None:
         "",
         f"{len(images)} Kodak images ({', '.join(images)}), {crops[0]}x{crops[0]} centre crops, qualities "
         f"{', '.join(f'{q:g}' for q in qualities)}, effort {', '.join(efforts)} ({steps_text}), seed 0, "
-        "other options at their defaults (`tau_max` 1, `tau_decay` 2, `ssl_a` 2.3 unless the method says). "
+        "other options at the defaults of the time (`tau_max` 1, `tau_decay` 2, `ssl_a` 2.3 unless the method says). "
         f"bpp of the whole `.ani` file, PSNR of its decode. Machine: {platform.machine()}, "
         f"{os.cpu_count()} CPU cores shared with other jobs, torch {args.threads} thread(s) per fit; fit time "
         f"median {statistics.median(fit_s):.1f} s. Produced by `python benchmarks/ablation_rounding.py` "

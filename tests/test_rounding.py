@@ -301,3 +301,20 @@ def test_level_0_temperature_restarts_when_it_joins_after_the_coarse_phase(monke
     # it starts hot while the coarser levels, rounded from step 0, have cooled
     assert level0[0][1] == 0.8 and coarser[0] == 0.8 and coarser[start] < 0.2
     assert all(b <= a for (_, a), (_, b) in zip(level0, level0[1:]))
+
+
+def test_the_default_schedule_leaves_the_latents_warm_until_the_freeze(monkeypatch, tiny):
+    from core.grid import fit
+
+    taus = []
+
+    def recorder(y, step):
+        taus.append((step.step, step.steps, step.tau))
+        return ste(y, step)
+
+    monkeypatch.setattr(fit, "resolve", lambda path: recorder)
+    fit.fit_grid(tiny, core.EncodeOptions(effort=1, quality=20, device="cpu"))  # no coarse phase at this size
+    assert taus and all(t == pytest.approx(math.exp(-s / n)) for s, n, t in taus)
+    last, steps, tau = taus[-1]
+    assert last / steps < fit.FREEZE <= (last + 1) / steps  # the latents are rounded until the freeze
+    assert tau > 0.4  # exp(-0.85): the papers' decay of 2 had cooled it to exp(-1.7) = 0.18
