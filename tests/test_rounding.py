@@ -266,8 +266,11 @@ def test_hard_trace_reports_the_loss_of_the_stored_latents(tiny, monkeypatch):
     from core.grid import fit as F
     from core.grid.fit import fit_grid
 
-    # without the refinement after the last step, which moves some stored latents
+    # without what changes the stored model after the last step: the refinement, which moves
+    # some stored latents, and the kept best and polished synthesis, which replace its weights
     monkeypatch.setattr(F, "RDO_LEVELS", 0)
+    monkeypatch.setattr(F, "KEEP_BEST", False)
+    monkeypatch.setattr(F, "POLISH", False)
 
     points = []
     fitted = fit_grid(tiny, core.EncodeOptions(rounding="ssl", effort=1, device="cpu"),
@@ -277,7 +280,7 @@ def test_hard_trace_reports_the_loss_of_the_stored_latents(tiny, monkeypatch):
     step, mse, bits = points[-1]
     # after the last step the latents are the stored ones: same MSE as the decoded picture (float render)
     rendered = 10 * math.log10(1 / mse)
-    assert rendered == pytest.approx(fitted.stats["psnr"], abs=0.3)
+    assert rendered == pytest.approx(fitted.stats["psnr"], abs=0.05)  # the decode's 8-bit rounding
     assert bits == pytest.approx(fitted.stats["estimated_latent_bits"], rel=1e-4)
 
 
