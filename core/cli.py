@@ -124,7 +124,9 @@ def _add_encode_options(p: argparse.ArgumentParser) -> None:
                    help=f"cap of the SGA temperature, {_opt.MIN_TAU_MAX:g}..{_opt.MAX_TAU_MAX:g} (default {_opt.DEFAULT_TAU_MAX:g})")
     g.add_argument("--tau-decay", dest="tau_decay", metavar="C",
                    help=f"c of the SGA temperature min(exp(-c t), tau_max), t = fraction of the fit, "
-                        f"{_opt.MIN_TAU_DECAY:g}..{_opt.MAX_TAU_DECAY:g} (default {_opt.DEFAULT_TAU_DECAY:g})")
+                        f"{_opt.MIN_TAU_DECAY:g}..{_opt.MAX_TAU_DECAY:g} (default by quality: {_opt.TAU_DECAY_LOW:g} up to "
+                        f"{_opt.TAU_DECAY_KNEE[0]:g}, {_opt.TAU_DECAY_HIGH:g} from {_opt.TAU_DECAY_KNEE[1]:g}, "
+                        f"linear between)")
 
 
 def _encode_kwargs(args: argparse.Namespace) -> dict[str, Any]:

@@ -49,22 +49,34 @@ MAX_SUPERNET_DEPTH, MAX_SUPERNET_WIDTH = 8, 128
 DEFAULT_SSL_A = 2.3
 #: cap of the SGA temperature, ``tau(t) = min(exp(-c t), tau_max)`` (Yang et al. 2020)
 DEFAULT_TAU_MAX = 1.0
-#: ``c`` of the SGA temperature with ``t`` the fraction 0..1 of the fit done. The
-#: papers' ``c = 0.001`` per iteration over 2,000 iterations is 2 (the default until
-#: issue 8's nineteenth round); the grid fit freezes its latents at 85 % of the steps,
-#: where 2 had cooled the temperature to 0.18 and 1 leaves 0.43. With 1, whole
+#: ``c`` of the SGA temperature with ``t`` the fraction 0..1 of the fit done, by
+#: quality: ``TAU_DECAY_LOW`` up to quality ``TAU_DECAY_KNEE[0]``, ``TAU_DECAY_HIGH``
+#: from ``TAU_DECAY_KNEE[1]``, linear between (:func:`default_tau_decay`). The papers'
+#: ``c = 0.001`` per iteration over 2,000 iterations is 2 (the default until issue 8's
+#: nineteenth round); the grid fit freezes its latents at 85 % of the steps, where 2
+#: had cooled the temperature to 0.18 and 1 leaves 0.43. With 1, whole
 #: kodim01/05/15/23 at qualities 10, 45 and 90 (the default fit, seeds 0 and 1): the
 #: fit's objective fell by 2.8 % on average, in 22 of 24 fits (``tau_study.md``); with
 #: 4 it rose in all 8 fits run; on the 24 Kodak images 3.8 % fewer bits, every image
-#: better (fast_encoding.md, round 19). The rounding ablation
-#: (``benchmarks/ablation_rounding.py``) compared the methods with 2
-DEFAULT_TAU_DECAY = 1.0
+#: better (fast_encoding.md, round 19). 0.5 lost to 1 at qualities 10 and 45 and beat
+#: it at 70 (8 of 8 fits) and 90 (7 of 8): the round-20 default. The rounding
+#: ablation (``benchmarks/ablation_rounding.py``) compared the methods with 2
+TAU_DECAY_LOW, TAU_DECAY_HIGH = 1.0, 0.5
+TAU_DECAY_KNEE = (50.0, 70.0)
 
 MIN_BITS, MAX_BITS = 2, 8
 MIN_EFFORT, MAX_EFFORT = 1, 9
 MIN_SSL_A, MAX_SSL_A = 0.01, 100.0
 MIN_TAU_MAX, MAX_TAU_MAX = 0.01, 1.0
 MIN_TAU_DECAY, MAX_TAU_DECAY = 0.0, 100.0
+
+
+def default_tau_decay(quality: float) -> float:
+    """``c`` of the SGA temperature when the options leave ``tau_decay`` unset:
+    a warmer rounding (a slower decay) pays at high qualities only."""
+    lo, hi = TAU_DECAY_KNEE
+    w = min(max((float(quality) - lo) / (hi - lo), 0.0), 1.0)
+    return TAU_DECAY_LOW + w * (TAU_DECAY_HIGH - TAU_DECAY_LOW)
 
 
 def _fail(name: str, allowed: str, given: Any) -> AniOptionError:
@@ -159,7 +171,9 @@ class EncodeOptions:
         tau_max: 0.01..1, cap of the temperature of the SGA methods,
             ``tau(t) = min(exp(-tau_decay * t), tau_max)`` with ``t`` the
             fraction 0..1 of the fit done.
-        tau_decay: 0..100, ``c`` of that schedule (0 keeps ``tau_max``).
+        tau_decay: 0..100, ``c`` of that schedule (0 keeps ``tau_max``);
+            ``None`` (the default) sets it by quality, :func:`default_tau_decay`,
+            and :meth:`resolved_tau_decay` gives the value used.
     """
 
     model: str = DEFAULT_MODEL
@@ -177,7 +191,7 @@ class EncodeOptions:
     last_bits: Any = None
     ssl_a: float = DEFAULT_SSL_A
     tau_max: float = DEFAULT_TAU_MAX
-    tau_decay: float = DEFAULT_TAU_DECAY
+    tau_decay: Any = None
 
     def __post_init__(self) -> None:
         from .hooks import known_models, known_roundings
@@ -200,7 +214,8 @@ class EncodeOptions:
         object.__setattr__(self, "seed", _int_in("seed", self.seed, 0, 2**63 - 1))
         object.__setattr__(self, "ssl_a", _real_in("ssl_a", self.ssl_a, MIN_SSL_A, MAX_SSL_A))
         object.__setattr__(self, "tau_max", _real_in("tau_max", self.tau_max, MIN_TAU_MAX, MAX_TAU_MAX))
-        object.__setattr__(self, "tau_decay", _real_in("tau_decay", self.tau_decay, MIN_TAU_DECAY, MAX_TAU_DECAY))
+        if self.tau_decay is not None:
+            object.__setattr__(self, "tau_decay", _real_in("tau_decay", self.tau_decay, MIN_TAU_DECAY, MAX_TAU_DECAY))
 
     def _check_inr_options(self) -> None:
         inr = self.model in INR_MODELS
@@ -250,6 +265,10 @@ class EncodeOptions:
         """(first, last) layer bit-widths."""
         return (self.first_bits if self.first_bits is not None else DEFAULT_FIRST_BITS,
                 self.last_bits if self.last_bits is not None else DEFAULT_LAST_BITS)
+
+    def resolved_tau_decay(self) -> float:
+        """``c`` of the SGA temperature the fit uses (set, or by quality)."""
+        return self.tau_decay if self.tau_decay is not None else default_tau_decay(self.quality)
 
     def elastic_choices(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """The supernet's depth and width choices (siren/mfn)."""

@@ -60,9 +60,10 @@ def temperature(progress: float, decay: float, tau_max: float) -> float:
     with ``t`` the fraction of the fit done (``progress``, 0..1) and ``c`` the
     ``decay``. The papers count ``t`` in iterations with ``c = 0.001`` over
     2,000 iterations; in fractions of the fit that is ``c = 2``, which keeps
-    the same shape at every ``effort`` (step count). The default is 1
-    (:data:`core.options.DEFAULT_TAU_DECAY`): the grid fit freezes its
-    latents before the end, and a warmer rounding up to then measured better.
+    the same shape at every ``effort`` (step count). The default depends on
+    the quality (:func:`core.options.default_tau_decay`: 1 at low qualities,
+    0.5 at high ones): the grid fit freezes its latents before the end, and a
+    warmer rounding up to then measured better.
     """
     return min(math.exp(-decay * progress), tau_max)
 

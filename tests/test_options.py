@@ -103,8 +103,8 @@ def test_defaults_are_stated_once_in_options():
         opt_mod.DEFAULT_MODEL, opt_mod.DEFAULT_BITS, opt_mod.DEFAULT_QUALITY, opt_mod.DEFAULT_ROUNDING,
         opt_mod.DEFAULT_SUBNET, opt_mod.DEFAULT_EFFORT, opt_mod.DEFAULT_DEVICE, opt_mod.DEFAULT_SEED,
     )
-    assert (o.ssl_a, o.tau_max, o.tau_decay) == (
-        opt_mod.DEFAULT_SSL_A, opt_mod.DEFAULT_TAU_MAX, opt_mod.DEFAULT_TAU_DECAY)
+    assert (o.ssl_a, o.tau_max, o.tau_decay) == (opt_mod.DEFAULT_SSL_A, opt_mod.DEFAULT_TAU_MAX, None)
+    assert o.resolved_tau_decay() == opt_mod.default_tau_decay(o.quality)
     assert o.ssl_a == 2.3  # the SGA+ paper's value
     assert (o.model, o.bits, o.device) == ("grid", 4, "auto")
 
@@ -181,3 +181,23 @@ def test_real_options_are_stored_as_floats():
     o = core.EncodeOptions(ssl_a=2, tau_max=np.float64(0.25), tau_decay=3)
     assert (o.ssl_a, o.tau_max, o.tau_decay) == (2.0, 0.25, 3.0)
     assert all(type(v) is float for v in (o.ssl_a, o.tau_max, o.tau_decay))
+
+
+def test_the_default_tau_decay_falls_from_low_to_high_qualities():
+    lo, hi = opt_mod.TAU_DECAY_KNEE
+    d = opt_mod.default_tau_decay
+    assert d(0) == d(lo) == opt_mod.TAU_DECAY_LOW == 1.0
+    assert d(hi) == d(100) == opt_mod.TAU_DECAY_HIGH == 0.5
+    assert d((lo + hi) / 2) == pytest.approx(0.75)
+    values = [d(q) for q in range(101)]
+    assert values == sorted(values, reverse=True)
+    assert all(opt_mod.MIN_TAU_DECAY <= v <= opt_mod.MAX_TAU_DECAY for v in values)
+
+
+def test_the_decay_follows_the_quality_unless_set():
+    o = core.EncodeOptions(quality=10)
+    assert o.tau_decay is None and o.resolved_tau_decay() == 1.0
+    assert dataclasses.replace(o, quality=90).resolved_tau_decay() == 0.5  # not fixed at the first quality
+    assert core.EncodeOptions(quality=90, tau_decay=2).resolved_tau_decay() == 2.0
+    assert core.EncodeOptions(quality=10, tau_decay=0).resolved_tau_decay() == 0.0
+    assert core.EncodeOptions.from_kwargs(quality=90, tau_decay=None).resolved_tau_decay() == 0.5

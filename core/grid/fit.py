@@ -393,6 +393,7 @@ def fit_grid(image: np.ndarray, opts: EncodeOptions, progress=None, trace=None, 
 
     rdo_stats, polish_stats = {}, {}
     best = None
+    decay = opts.resolved_tau_decay()
     with _deterministic(device):
         frozen = None
         for step in range(steps):
@@ -419,7 +420,7 @@ def fit_grid(image: np.ndarray, opts: EncodeOptions, progress=None, trace=None, 
             if (CTX_REFIT_EVERY and frozen is None and step > 0 and step >= coarse_steps
                     and (step - coarse_steps) % CTX_REFIT_EVERY == 0):
                 refit_context(torch.round(flat.detach()).clamp(lo, hi), CTX_REFIT_STEPS)
-            rstep = RoundingStep(step, steps, temperature(p, opts.tau_decay, opts.tau_max), opts, dev_gen)
+            rstep = RoundingStep(step, steps, temperature(p, decay, opts.tau_max), opts, dev_gen)
             if frozen is not None:
                 yq = frozen
             elif coarse:
@@ -427,7 +428,7 @@ def fit_grid(image: np.ndarray, opts: EncodeOptions, progress=None, trace=None, 
             elif coarse_steps:
                 # level 0 joins after the coarse phase: its temperature restarts there
                 p0 = (step - coarse_steps) / (steps - coarse_steps)
-                step0 = replace(rstep, tau=temperature(p0, opts.tau_decay, opts.tau_max))
+                step0 = replace(rstep, tau=temperature(p0, decay, opts.tau_max))
                 yq = torch.cat([round_fn(flat[:n0].view(shapes[0]), step0).reshape(-1), round_fn(flat[n0:], rstep)])
             else:
                 yq = round_fn(flat, rstep)
