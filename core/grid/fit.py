@@ -103,8 +103,9 @@ LR_LATENTS_HIGH = 0.2
 #: ``LR_LATENTS_HIGH`` at 70 (issue 8's twenty-first round). With the warmer
 #: rounding of ``tau_decay`` 0.5 there, whole kodim01/05/15/23 at quality 90,
 #: seeds 0 and 1, against 0.2: 0.3 lowered the fit's objective by 4.6 % (8 of 8
-#: fits), 0.4 by 5.7 % (8 of 8; better than 0.3 in 6 of 8), 0.5 by about as much
-#: as 0.4; at quality 70, 0.3 raised it in 3 of 4 fits (+1.2 %, seed 0)
+#: fits), 0.4 by 5.7 % (8 of 8; better than 0.3 in 6 of 8), 0.5 by 6.3 % (better
+#: than 0.4 in 6 of 8, -0.6 %: the best rate may lie above 0.4, unmeasured on the 24
+#: images); at quality 70, 0.3 raised it in 3 of 4 fits (+1.2 %, seed 0)
 #: (``latent_lr_study.md``, round 21)
 LR_LATENTS_TOP = 0.4
 LR_NETS = 0.01
