@@ -39,11 +39,9 @@ def test_default_schedule_leaves_full_resolution_steps_at_low_quality():
 
 def test_latent_learning_rate_rises_with_quality():
     lrs = [F.latents_lr(q) for q in range(0, 101, 5)]
-    assert lrs[0] == F.LR_LATENTS and lrs[-1] == F.LR_LATENTS_TOP
+    assert lrs[0] == F.LR_LATENTS and lrs[-1] == F.LR_LATENTS_HIGH
     assert F.latents_lr(25) == F.LR_LATENTS and F.latents_lr(45) == pytest.approx(F.LR_LATENTS_MID)
-    assert F.latents_lr(70) == F.LR_LATENTS_HIGH and F.LR_LATENTS_HIGH > F.LR_LATENTS_MID
-    assert F.latents_lr(90) == pytest.approx(F.LR_LATENTS_TOP) and F.LR_LATENTS_TOP > F.LR_LATENTS_HIGH
-    assert F.LR_LATENTS_HIGH < F.latents_lr(80) < F.LR_LATENTS_TOP
+    assert F.latents_lr(70) == pytest.approx(F.LR_LATENTS_HIGH) and F.LR_LATENTS_HIGH > F.LR_LATENTS_MID
     assert all(a <= b for a, b in zip(lrs, lrs[1:]))
 
 

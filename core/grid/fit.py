@@ -98,16 +98,12 @@ LR_LATENTS_MID = 0.1
 #: at quality 90 and by 7 % on average at 70 (-11.2 .. +1.8 %), but raised it by
 #: 2.6-10.3 % at 45; 0.3 and 0.4 did no better at 90 and worse at 70
 #: (``latent_lr_study.md``)
+#: Issue 8's twenty-first round raised the rate at quality 90 to 0.3 / 0.4 (rising
+#: from 0.2 at 70): the fit's objective there fell by 3.4 / 3.7 % on the 24 Kodak
+#: images, but the quality-90 point only moved up the same curve (BD-rate against
+#: round 20 0.0 %), and against JPEG the longer PSNR range read worse (-27.3 %
+#: against -28.1 %): not kept (``latent_lr_study.md``, round 21)
 LR_LATENTS_HIGH = 0.2
-#: the latents' rate at quality 90 and above, reached log-linearly from
-#: ``LR_LATENTS_HIGH`` at 70 (issue 8's twenty-first round). With the warmer
-#: rounding of ``tau_decay`` 0.5 there, whole kodim01/05/15/23 at quality 90,
-#: seeds 0 and 1, against 0.2: 0.3 lowered the fit's objective by 4.6 % (8 of 8
-#: fits), 0.4 by 5.7 % (8 of 8; better than 0.3 in 6 of 8), 0.5 by 6.3 % (better
-#: than 0.4 in 6 of 8, -0.6 %: the best rate may lie above 0.4, unmeasured on the 24
-#: images); at quality 70, 0.3 raised it in 3 of 4 fits (+1.2 %, seed 0)
-#: (``latent_lr_study.md``, round 21)
-LR_LATENTS_TOP = 0.4
 LR_NETS = 0.01
 LR_NETS_HIGH = 0.003
 LR_CTX = 0.05
@@ -254,18 +250,15 @@ def nets_lr(quality: float) -> float:
 
 def latents_lr(quality: float) -> float:
     """Learning rate of the latents: ``LR_LATENTS`` up to quality 25, rising
-    log-linearly to ``LR_LATENTS_MID`` at quality 45, on to ``LR_LATENTS_HIGH``
-    at quality 70 and on to ``LR_LATENTS_TOP`` at 90 and above. At 850 steps
-    (kodim01 + kodim23, whole images) the mid one lowered the fit's own
-    objective ``MSE + lambda bpp`` by 3.6-6.3 % at quality 45, 17-20 % at 70 and
-    90 against ``LR_LATENTS``, and raised it by up to 4.9 % at 10 and 25; from
-    quality 70 the high ones lower it further (see ``LR_LATENTS_HIGH`` and
-    ``LR_LATENTS_TOP``)."""
+    log-linearly to ``LR_LATENTS_MID`` at quality 45 and on to ``LR_LATENTS_HIGH``
+    at quality 70 and above. At 850 steps (kodim01 + kodim23, whole images) the
+    mid one lowered the fit's own objective ``MSE + lambda bpp`` by 3.6-6.3 % at
+    quality 45, 17-20 % at 70 and 90 against ``LR_LATENTS``, and raised it by up to
+    4.9 % at 10 and 25; from quality 70 the high one lowers it further (see
+    ``LR_LATENTS_HIGH``)."""
     if quality <= 45:
         return _log_ramp(quality, 25, 45, LR_LATENTS, LR_LATENTS_MID)
-    if quality <= 70:
-        return _log_ramp(quality, 45, 70, LR_LATENTS_MID, LR_LATENTS_HIGH)
-    return _log_ramp(quality, 70, 90, LR_LATENTS_HIGH, LR_LATENTS_TOP)
+    return _log_ramp(quality, 45, 70, LR_LATENTS_MID, LR_LATENTS_HIGH)
 
 
 def _log_ramp(quality: float, q0: float, q1: float, a: float, b: float) -> float:
