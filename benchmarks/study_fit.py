@@ -43,6 +43,24 @@ def set_constants(items) -> None:
         setattr(F, name, tuple(v) if isinstance(v, list) else v)
 
 
+def parse_options(items) -> dict:
+    """``NAME=VALUE`` encode options as keywords (JSON values, else the string)."""
+    options = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        try:
+            options[name] = json.loads(value)
+        except json.JSONDecodeError:
+            options[name] = value
+    return options
+
+
+def centre_crop(img: np.ndarray, side: int) -> np.ndarray:
+    """The ``side`` x ``side`` centre of an (H, W, C) image."""
+    h, w = img.shape[:2]
+    return np.ascontiguousarray(img[(h - side) // 2 : (h + side) // 2, (w - side) // 2 : (w + side) // 2])
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("image", help="Kodak name, e.g. kodim23, or a path")
@@ -80,16 +98,8 @@ def main(argv=None) -> None:
     path = Path(args.image) if Path(args.image).is_file() else KODAK / f"{args.image}.png"
     img = np.asarray(Image.open(path).convert("RGB"))
     if args.crop:
-        h, w = img.shape[:2]
-        s = args.crop
-        img = np.ascontiguousarray(img[(h - s) // 2 : (h + s) // 2, (w - s) // 2 : (w + s) // 2])
-    options = {}
-    for item in args.option:
-        name, _, value = item.partition("=")
-        try:
-            options[name] = json.loads(value)
-        except json.JSONDecodeError:
-            options[name] = value
+        img = centre_crop(img, args.crop)
+    options = parse_options(args.option)
     traces = {}
     for quality in args.quality:
         hard, trained = [], []
