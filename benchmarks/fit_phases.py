@@ -137,7 +137,8 @@ def main(argv=None) -> None:
         img = centre_crop(img, args.crop)
     opts = EncodeOptions(quality=args.quality, effort=args.effort, **parse_options(args.option))
     budget = dict(F.EFFORT_STEPS)
-    constants = {name.partition("=")[0]: getattr(F, name.partition("=")[0], None) for name in args.set}
+    names = [item.partition("=")[0] for item in args.set]
+    constants = {name: getattr(F, name) for name in names if hasattr(F, name)}  # restored after the fit
     try:
         set_constants(args.set)
         if args.steps is not None:
@@ -150,8 +151,7 @@ def main(argv=None) -> None:
         F.EFFORT_STEPS.clear()
         F.EFFORT_STEPS.update(budget)
         for name, value in constants.items():
-            if value is not None:
-                setattr(F, name, value)
+            setattr(F, name, value)
     st = fitted.stats
     print(f"{path.stem} {img.shape[1]}x{img.shape[0]}, quality {args.quality:g}, effort {args.effort}, "
           f"{args.threads} thread(s), {st['steps']} steps, {st['psnr']:.2f} dB"

@@ -27,7 +27,7 @@ import core  # noqa: E402
 import imageio_ani  # noqa: E402
 from imageio_ani.plugin import AniImageError  # noqa: E402
 from plugin_support import (  # noqa: E402
-    cursor_bytes, kodak_crop, restore_imageio, same_imageio, snapshot_imageio, subprocess_env,
+    cursor_bytes, kodak_crop, restore_imageio, same_imageio, section_data, snapshot_imageio, subprocess_env,
 )
 
 ICC = b"\x00\x00\x02\x00fake icc profile, stored verbatim"
@@ -290,6 +290,7 @@ def test_damaged_files_raise_a_clear_error(ani_file, tmp_path, cut):
 
 def test_flipped_byte_is_detected(ani_file):
     data = bytearray(ani_file.read_bytes())
-    data[len(data) // 2] ^= 0x40
+    at = section_data(bytes(data), b"LATS")  # not a section's length field, which would read as truncation
+    data[(at.start + at.stop) // 2] ^= 0x40
     with pytest.raises(AniImageError, match="checksum"):
         iio.imread(bytes(data))

@@ -24,7 +24,7 @@ import core  # noqa: E402
 import pillow_ani  # noqa: E402
 from pillow_ani import AniImageError  # noqa: E402
 from plugin_support import (  # noqa: E402
-    cursor_bytes, kodak_crop, restore_pillow, snapshot_pillow, subprocess_env,
+    cursor_bytes, kodak_crop, restore_pillow, section_data, snapshot_pillow, subprocess_env,
 )
 
 ICC = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
@@ -260,8 +260,9 @@ def _damaged(data: bytes, how: str) -> bytes:
         return data[: len(data) // 2]
     if how == "missing-end":
         return data[:-12]
-    if how == "flipped-byte":
-        mid = len(data) // 2
+    if how == "flipped-byte":  # inside the latents' data, whatever the file's layout (its CRC catches it)
+        at = section_data(data, b"LATS")
+        mid = (at.start + at.stop) // 2
         return data[:mid] + bytes([data[mid] ^ 0x40]) + data[mid + 1:]
     if how == "huge-size":  # a consistent header (valid checksum) declaring 100000 x 16 pixels
         hlen = struct.unpack_from("<H", data, 10)[0]
