@@ -24,12 +24,6 @@ import argparse
 import contextlib
 import time
 from collections import Counter, defaultdict
-from pathlib import Path
-
-import numpy as np
-from PIL import Image
-
-KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
 
 #: the functions of ``core.grid.fit`` that are timed, and the part each counts for
 PARTS = {
@@ -124,17 +118,14 @@ def main(argv=None) -> None:
 
     import torch
 
-    from benchmarks.study_fit import centre_crop, parse_options, set_constants
+    from benchmarks.study_fit import load_image, parse_options, set_constants
     from core.grid import fit as F
     from core.heap import retain_freed_memory
     from core.options import EncodeOptions
 
     torch.set_num_threads(args.threads)
     retain_freed_memory()
-    path = Path(args.image) if Path(args.image).is_file() else KODAK / f"{args.image}.png"
-    img = np.asarray(Image.open(path).convert("RGB"))
-    if args.crop:
-        img = centre_crop(img, args.crop)
+    path, img = load_image(args.image, args.crop)
     opts = EncodeOptions(quality=args.quality, effort=args.effort, **parse_options(args.option))
     budget = dict(F.EFFORT_STEPS)
     names = [item.partition("=")[0] for item in args.set]

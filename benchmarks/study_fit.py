@@ -55,10 +55,15 @@ def parse_options(items) -> dict:
     return options
 
 
-def centre_crop(img: np.ndarray, side: int) -> np.ndarray:
-    """The ``side`` x ``side`` centre of an (H, W, C) image."""
-    h, w = img.shape[:2]
-    return np.ascontiguousarray(img[(h - side) // 2 : (h + side) // 2, (w - side) // 2 : (w + side) // 2])
+def load_image(name: str, crop: int = 0) -> tuple[Path, np.ndarray]:
+    """The path of a Kodak name (e.g. ``kodim23``) or of a file, and its RGB
+    pixels, the ``crop`` x ``crop`` centre if ``crop`` is given."""
+    path = Path(name) if Path(name).is_file() else KODAK / f"{name}.png"
+    img = np.asarray(Image.open(path).convert("RGB"))
+    if crop:
+        h, w = img.shape[:2]
+        img = np.ascontiguousarray(img[(h - crop) // 2 : (h + crop) // 2, (w - crop) // 2 : (w + crop) // 2])
+    return path, img
 
 
 def main(argv=None) -> None:
@@ -95,10 +100,7 @@ def main(argv=None) -> None:
         F.quality_to_lambda = lambda q: args.lam
     if args.steps is not None:
         F.EFFORT_STEPS[args.effort] = args.steps
-    path = Path(args.image) if Path(args.image).is_file() else KODAK / f"{args.image}.png"
-    img = np.asarray(Image.open(path).convert("RGB"))
-    if args.crop:
-        img = centre_crop(img, args.crop)
+    _, img = load_image(args.image, args.crop)
     options = parse_options(args.option)
     traces = {}
     for quality in args.quality:

@@ -100,16 +100,19 @@ def same_imageio(a: dict, b: dict) -> bool:
 
 # -- other formats ------------------------------------------------------------------------------------
 
-@functools.cache
 def section_data(data: bytes, tag: bytes) -> range:
-    """Where the data of the section ``tag`` lies in an ``.ani`` file (docs/format.md, 1.3):
-    damage put there is caught by that section's CRC, whatever the file's layout."""
-    at = 16 + struct.unpack_from("<H", data, 10)[0]
-    while data[at : at + 4] != tag:
-        at += 12 + struct.unpack_from("<I", data, at + 4)[0]
-    return range(at + 8, at + 8 + struct.unpack_from("<I", data, at + 4)[0])
+    """Where the data of the section ``tag`` lies in an ``.ani`` file, as the
+    container's parser reads it (its data ends 4 bytes, the CRC, before the
+    section's end): damage put there is caught by that section's CRC, whatever
+    the file's layout."""
+    from core.container import parse
+
+    header, sections = parse(data)
+    end = header.section_ends[tag] - 4
+    return range(end - len(sections[tag]), end)
 
 
+@functools.cache
 def cursor_bytes() -> bytes:
     """A tiny Windows animated cursor (``RIFF....ACON``): one 16x16 frame, as
     Windows writes them (``anih`` header, ``LIST fram`` of ``icon`` chunks)."""
