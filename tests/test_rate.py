@@ -7,7 +7,7 @@ import torch
 
 from core.grid.arch import GridArch, default_levels
 from core.grid.context import N_CTX_PARAMS, N_FEATURES, N_PASSES, features_np, pass_masks
-from core.grid.rate import ContextTable, GatherPlan, coded_params, flat_bits, laplace_bits, latent_bits
+from core.grid.rate import ContextTable, GatherPlan, coded_bits, coded_params, flat_bits, laplace_bits, latent_bits
 
 
 def _grids(height, width, seed=0):
@@ -214,3 +214,74 @@ def test_bits_of_latents_far_from_a_narrow_model_stay_at_the_floor():
     bits = laplace_bits(y, mu, torch.zeros(2), radius=64)
     assert torch.isfinite(bits).all()
     assert abs(float(bits[0]) - 24.0) < 1e-4 and float(bits[1]) < 1e-3
+
+
+def _coded_cases(dtype, n=30000, seed=11):
+    """Latents (integers and not), raw means and scale indices over every case
+    of :func:`coded_params` and the formula: each fraction of the quarter grid,
+    ties of its rounding, means below and above the latent range (and at its
+    ends), scales below 0 and above 63, residuals of exactly 1/2 and 0, and
+    latents far from a narrow model (the mass floor)."""
+    gen = torch.Generator().manual_seed(seed)
+    y = torch.round(torch.randn(n, generator=gen, dtype=dtype) * 4)
+    y[: n // 4] += torch.rand(n // 4, generator=gen, dtype=dtype) - 0.5
+    mu = torch.randn(n, generator=gen, dtype=dtype) * 5
+    mu[:200] = torch.floor(mu[:200] * 4) / 4 + 1 / 8  # ties of the quarter grid
+    mu[200:300] = y[200:300] + 0.5
+    mu[300:400] = y[300:400]
+    mu[400:500] = -8.7 - torch.rand(100, generator=gen, dtype=dtype) * 3  # below lo
+    mu[500:600] = 7.9 + torch.rand(100, generator=gen, dtype=dtype) * 3  # above hi + 1 (and in 7.9..8)
+    mu[600:700] = y[600:700] + 30
+    sigma = torch.rand(n, generator=gen, dtype=dtype) * 80 - 8
+    sigma[600:700] = 0.2
+    return y, mu, sigma
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_coded_bits_equal_the_formula_under_the_coded_parameters(dtype):
+    """coded_bits (tables, one pass) equals laplace_bits of coded_params, bits
+    and gradients (by autograd through both), in float64 to rounding and in
+    float32 to float32's; with no gradient wanted, the same bits."""
+    lo, hi = -8, 7
+    cases = _coded_cases(dtype)
+    a = [t.clone().requires_grad_() for t in cases]
+    want_bits = laplace_bits(a[0], *coded_params(a[1], a[2], lo, hi), radius=hi - lo + 1)
+    want = torch.autograd.grad((want_bits * 1.5).sum(), a)
+    b = [t.clone().requires_grad_() for t in cases]
+    bits = coded_bits(*b, lo, hi)
+    got = torch.autograd.grad((bits * 1.5).sum(), b)
+    tol = dict(rtol=1e-10, atol=1e-10) if dtype == torch.float64 else dict(rtol=1e-5, atol=1e-4)
+    assert bits.dtype == dtype
+    assert torch.allclose(bits, want_bits, **tol)
+    for g, w in zip(got, want):
+        assert torch.allclose(g, w, **tol)
+    # no gradient where the coder clamps: scales outside 0..63, means outside the range
+    mu_q, s_q = coded_params(cases[1], cases[2], lo, hi)
+    s_raw = torch.floor(cases[2] + 0.5)
+    assert (got[2][(s_raw < 0) | (s_raw > 63)] == 0).all() and (got[2] != 0).any()
+    assert (got[1][cases[1] < lo - 0.125] == 0).all() and (got[1][cases[1] >= hi + 1 - 0.125] == 0).all()
+    assert (got[1] != 0).any() and (got[0] != 0).any()
+    with torch.no_grad():
+        assert torch.equal(coded_bits(*cases, lo, hi), bits.detach())
+        # coded parameters code as themselves
+        assert torch.allclose(coded_bits(cases[0], mu_q, s_q, lo, hi), bits.detach(), **tol)
+
+
+def test_coded_bits_are_the_rate_of_the_fit():
+    """flat_bits goes through coded_bits: patching it out changes the rate."""
+    import core.grid.rate as R
+
+    grids = _grids(48, 40, seed=12)
+    ctx = torch.full((len(grids), N_PASSES, N_CTX_PARAMS), 0.1)
+    ctx[..., -1] = 20.0
+    flat = [torch.from_numpy(g).float() for g in grids]
+    want = float(latent_bits(flat, ctx, -8, 7))
+    general = lambda y, mu, sigma, lo, hi: laplace_bits(y, *coded_params(mu, sigma, lo, hi), radius=hi - lo + 1)
+    original = R.coded_bits
+    try:
+        R.coded_bits = general
+        assert float(latent_bits(flat, ctx, -8, 7)) == pytest.approx(want, rel=1e-6)
+        R.coded_bits = lambda *a: general(*a) * 2
+        assert float(latent_bits(flat, ctx, -8, 7)) == pytest.approx(2 * want, rel=1e-6)
+    finally:
+        R.coded_bits = original

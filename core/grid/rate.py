@@ -11,6 +11,7 @@ on a GPU that count, not the arithmetic, sets the speed of the fit
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -219,6 +220,103 @@ def coded_params(mu: torch.Tensor, sigma: torch.Tensor, lo: int, hi: int):
     return mu, _ste(sigma).clamp(0, N_SCALES - 1)
 
 
+def coded_bits(y: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
+    """:func:`laplace_bits` of ``y`` under :func:`coded_params` ``(mu, sigma)``,
+    in one pass: the bits of the fit, with the gradients of that composition
+    (autograd's through ``coded_params``, and :func:`laplace_bits`'s closed form).
+
+    The coded scale index is an integer and the mean's fraction one of
+    ``MU_DIV`` values, so everything that depends on them alone, the scale
+    and the alphabet's mass with its derivatives, is read from a table of
+    ``N_SCALES * MU_DIV`` rows (:func:`_model_tables`) instead of evaluated per
+    entry; the residual's terms share their exponentials and need no branch
+    but one. Rate of a 768x512 fit's latents (forward and backward) on a
+    2-core Xeon without AMX, one thread: the Laplace part 39.4 -> 27.8 ms."""
+    grads = torch.is_grad_enabled() and (y.requires_grad or mu.requires_grad or sigma.requires_grad)
+    if grads:
+        return _CodedBits.apply(y, mu, sigma, lo, hi)
+    return _coded_bits(y, mu, sigma, lo, hi, False)[0]
+
+
+@functools.lru_cache(maxsize=32)
+def _model_tables(radius: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """Per model ``k = MU_DIV * s + f``: ``1 / b_s``, the log2 of the alphabet's
+    mass (as :func:`_laplace` clamps it) and that log2's derivatives by the
+    mean's fraction and by the scale index (in bits; float64, then ``dtype``)."""
+    s = torch.arange(N_SCALES, dtype=torch.float64).repeat_interleave(MU_DIV)
+    frac = torch.arange(MU_DIV, dtype=torch.float64).repeat(N_SCALES) / MU_DIV
+    inv_b = 1 / (B_MIN * torch.exp(s * _LN_RHO))
+    a1, a2 = radius + 0.5 + frac, radius + 0.5 - frac
+    o1, o2 = torch.exp(-a1 * inv_b), torch.exp(-a2 * inv_b)
+    inside = 1 - 0.5 * (o1 + o2)
+    g_in = torch.where(inside >= _MIN_P, 1 / (inside * math.log(2)), 0)
+    d_frac = g_in * 0.5 * (o1 - o2) * inv_b
+    d_sigma = -g_in * 0.5 * (o1 * a1 + o2 * a2) * inv_b * _LN_RHO
+    tables = (inv_b, torch.log2(inside.clamp(min=_MIN_P)), d_frac, d_sigma)
+    return tuple(t.to(dtype=dtype, device=device) for t in tables)
+
+
+def _coded_bits(y, mu, sigma, lo: int, hi: int, grads: bool):
+    """The bits of :func:`coded_bits` and, if ``grads``, their derivatives by
+    ``y``, ``mu`` and ``sigma``.
+
+    With ``d = |y - mu|`` (mu coded) and ``b`` the scale: the mass is
+    ``(q - u) / 2`` for ``d >= 1/2`` and ``1 - (q + u) / 2`` below, where
+    ``q = exp(-|d - 1/2| / b)`` and ``u = exp(-(d + 1/2) / b)`` (on each side
+    ``q`` is :func:`_laplace`'s ``lower`` or ``cexp``); its derivative by ``d``
+    is ``-(q - u) / 2b`` on both sides, and by ``b``
+    ``(q (d - 1/2) - u (d + 1/2)) / 2b^2``."""
+    inv_b_t, inside_t, d_frac_t, d_sigma_t = _model_tables(hi - lo + 1, y.dtype, y.device)
+    # coded_params, as integers: mean in 1/MU_DIV units, centre, fraction, scale.
+    # Masks are made as floats: on some CPUs a boolean tensor, or torch.where on
+    # an irregular one, costs several times an add (1.1 ms against 0.3 ms for
+    # 524k values with one thread on a Xeon without AMX; one-off timings), and
+    # index_select reads a table faster than indexing (0.34 ms against 1.14)
+    m = torch.floor(mu * MU_DIV + 0.5)
+    c = torch.floor(m * (1 / MU_DIV))
+    in_range = _is(torch.eq, c, c.clamp(lo, hi))  # outside, the coder uses the range's end, fraction 0
+    f = (m - c * MU_DIV).mul_(in_range)
+    s = torch.floor(sigma + 0.5)
+    s_coded = s.clamp(0, N_SCALES - 1)
+    k = (s_coded * MU_DIV).add_(f).long()
+    inv_b = inv_b_t.index_select(0, k)
+    diff = y - f.mul_(1 / MU_DIV).add_(c.clamp_(lo, hi))
+    d = diff.abs()
+    below, above = d - 0.5, d + 0.5
+    q = (below * inv_b).abs_().neg_().clamp_(min=_EXP_MIN).exp_()
+    u = (above * inv_b).neg_().clamp_(min=_EXP_MIN).exp_()
+    q_u = q - u
+    # (q - u) / 2, plus 1 - q in the centre
+    p = torch.addcmul(q_u * 0.5, 1 - q, _is(torch.lt, below, 0))
+    p_floor = p.clamp(min=_MIN_P)
+    bits = inside_t.index_select(0, k).sub_(torch.log2(p_floor))
+    if not grads:
+        return bits, None
+    # -(d bits / d p) ln 2 / b, zero where the floor holds the mass
+    w = p_floor.reciprocal_().mul_(_is(torch.ge, p, _MIN_P)).mul_(inv_b)
+    d_y = (w * q_u).mul_(torch.sign(diff)).mul_(0.5 / math.log(2))
+    d_sigma = (q * below).sub_(u * above).mul_(w).mul_(-0.5 * _LN_RHO / math.log(2))
+    d_sigma.add_(d_sigma_t.index_select(0, k)).mul_(_is(torch.eq, s, s_coded))
+    return bits, (d_y, d_frac_t.index_select(0, k).sub_(d_y).mul_(in_range), d_sigma)
+
+
+def _is(compare, a: torch.Tensor, b) -> torch.Tensor:
+    """``compare(a, b)`` as 1.0 / 0.0 in ``a``'s dtype."""
+    return compare(a, b, out=torch.empty_like(a))
+
+
+class _CodedBits(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, y, mu, sigma, lo, hi):
+        bits, grads = _coded_bits(y, mu, sigma, lo, hi, True)
+        ctx.save_for_backward(*grads)
+        return bits
+
+    @staticmethod
+    def backward(ctx, grad):
+        return (*(grad * g for g in ctx.saved_tensors), None, None)
+
+
 def flat_bits(flat: torch.Tensor, ctx: torch.Tensor, table: ContextTable, lo: int, hi: int, first: int = 0) -> torch.Tensor:
     """Total bits of the flat latents of every level (see :class:`ContextTable`);
     ``ctx`` is (levels, passes, 12) in real units (the stored int16 divided by
@@ -240,7 +338,8 @@ def entry_bits(flat: torch.Tensor, ctx: torch.Tensor, table: ContextTable, lo: i
                inputs: tuple | None = None) -> torch.Tensor:
     """The bits of every entry from level ``first`` on (:func:`flat_bits` unsummed;
     ``inputs`` as :func:`entry_params`)."""
-    return laplace_bits(*entry_params(flat, ctx, table, lo, hi, first, inputs), radius=hi - lo + 1)
+    y, features = entry_inputs(flat, table, first) if inputs is None else inputs
+    return coded_bits(y, *_linear_model(features, ctx, table, first), lo, hi)
 
 
 def entry_params(flat: torch.Tensor, ctx: torch.Tensor, table: ContextTable, lo: int, hi: int, first: int = 0,
@@ -266,6 +365,12 @@ def entry_model(features, ctx: torch.Tensor, table: ContextTable, lo: int, hi: i
     """The mean and scale index that code each entry (:func:`coded_params`),
     from its features and their magnitudes (:func:`entry_inputs`) and the
     context parameters."""
+    return coded_params(*_linear_model(features, ctx, table, first), lo, hi)
+
+
+def _linear_model(features, ctx: torch.Tensor, table: ContextTable, first: int):
+    """Each entry's mean and scale index before the coder's rounding and
+    clamps (:func:`entry_model`): linear in its features and their magnitudes."""
     feats, mags = features
     sizes = table.group_sizes[table.passes * first :]
     # one small product per group: the parameters are shared within a group, and
@@ -277,7 +382,7 @@ def entry_model(features, ctx: torch.Tensor, table: ContextTable, lo: int, hi: i
     w_sig, b_sig = p[:, None, N_FEATURES + 1 : N_CTX_PARAMS - 1].unbind(0), p[:, N_CTX_PARAMS - 1 :].unbind(0)
     mu = torch.cat([torch.addmm(b_mu[g], w_mu[g], f) for g, f in enumerate(feats.split(sizes, 1))], 1)[0]
     sigma = torch.cat([torch.addmm(b_sig[g], w_sig[g], f) for g, f in enumerate(mags.split(sizes, 1))], 1)[0]
-    return coded_params(mu, sigma, lo, hi)
+    return mu, sigma
 
 
 def latent_bits(latents: list[torch.Tensor], ctx: torch.Tensor, lo: int, hi: int, first: int = 0) -> torch.Tensor:
