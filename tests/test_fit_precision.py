@@ -1,5 +1,4 @@
-"""The fit's synthesis in bfloat16 on CPUs with native bfloat16 (core/grid/fit.py, CPU_BF16), where
-it does not run in blocks (CPU_BLOCKS, float32), and the blocks' effect on a whole fit."""
+"""The fit's synthesis in bfloat16 on CPUs with native bfloat16 (core/grid/fit.py, CPU_BF16)."""
 import numpy as np
 import pytest
 import torch
@@ -23,7 +22,6 @@ def _render_dtype(device: str) -> torch.dtype:
 
 @needs_bf16
 def test_cpu_synthesis_runs_in_bfloat16(monkeypatch):
-    monkeypatch.setattr(F, "CPU_BLOCKS", False)
     assert _render_dtype("cpu") == torch.bfloat16
     monkeypatch.setattr(F, "CPU_BF16", False)
     assert _render_dtype("cpu") == torch.float32
@@ -46,37 +44,9 @@ def test_bfloat16_fit_decodes_as_well_as_float32(monkeypatch):
         out = decode(data).astype(np.float64)
         return 10 * np.log10(255**2 / np.mean((out - image) ** 2))
 
-    monkeypatch.setattr(F, "CPU_BLOCKS", False)
     with_bf16 = encode(image, opts)
     monkeypatch.setattr(F, "CPU_BF16", False)
     with_f32 = encode(image, opts)
     assert with_bf16 != with_f32  # the precision reached the fit
     assert psnr(with_bf16) > psnr(with_f32) - 0.5
     assert len(with_bf16) < 1.1 * len(with_f32)
-
-
-def test_cpu_synthesis_in_blocks_is_float32_by_default():
-    assert F.CPU_BLOCKS and _render_dtype("cpu") == torch.float32
-
-
-def test_a_fit_in_blocks_decodes_as_well_as_the_whole_image_fit(monkeypatch):
-    """A real Kodak crop fitted with the synthesis in blocks (the default on the
-    CPU) and as whole-image float32 products: different bytes (the blocks
-    reached the fit), pictures as close to the original."""
-    from core.grid import chunked
-
-    monkeypatch.setattr(chunked, "CHUNK", 1000)  # 96x64 pixels: several blocks
-    image = kodak_crop("kodim23", box=(300, 200, 396, 264))
-    opts = EncodeOptions(quality=50, effort=2)
-
-    def psnr(data: bytes) -> float:
-        out = decode(data).astype(np.float64)
-        return 10 * np.log10(255**2 / np.mean((out - image) ** 2))
-
-    blocks = encode(image, opts)
-    monkeypatch.setattr(F, "CPU_BLOCKS", False)
-    monkeypatch.setattr(F, "CPU_BF16", False)
-    whole = encode(image, opts)
-    assert blocks != whole
-    assert abs(psnr(blocks) - psnr(whole)) < 0.5
-    assert len(blocks) < 1.1 * len(whole) and len(whole) < 1.1 * len(blocks)

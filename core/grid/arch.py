@@ -163,22 +163,14 @@ def _lerp_2d(y, rows, cols):
     return r[:, c0] * (1 - ct) + r[:, c1] * ct
 
 
-def synthesize_planes(latents, layers, size, blocks: bool = False):
+def synthesize_planes(latents, layers, size):
     """The whole image as (C, height, width) planes, for fitting: the values of
     :func:`synthesize` up to float rounding, computed with the pixels as the
     columns of one (levels, pixels) matrix, which spares two copies of the
-    per-pixel features (forward and backward about 30 % faster on the CPU).
-    ``blocks``: the MLP a block of pixels at a time (:mod:`.chunked`; CPU), in
-    the autocast dtype where autocast is on, else float32."""
+    per-pixel features (forward and backward about 30 % faster on the CPU)."""
     import torch
 
     height, width = size
-    if blocks:
-        from .chunked import chunked_planes
-
-        x0 = torch.stack([_upsample(y, size) for y in latents]).reshape(len(latents), -1)
-        dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else torch.float32
-        return (chunked_planes(x0, layers, dtype) + 0.5).reshape(-1, height, width)
     x, x0 = hidden_planes(latents, layers, size)
     w, b = layers[-1]
     if w.shape[1] != x.shape[0]:  # the skip path: [hidden, latents]

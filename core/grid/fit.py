@@ -153,14 +153,6 @@ CTX_REFIT_STEPS = 20
 #: (float32 weights and steps, quantized as before) and decoding stays in
 #: float32; only the fit's own forward and backward are rounded.
 CPU_BF16 = True
-#: on the CPU, the fit's synthesis a block of pixels at a time, in float32
-#: (:mod:`core.grid.chunked`; ``CPU_BF16`` then no longer applies to it): the
-#: blocks' layers stay in the cache, and the backward recomputes them instead of
-#: reading them back. Issue 8's twenty-third round, 2-core Xeon without AMX,
-#: 768x512, forward and backward, 1 thread (``benchmarks/step_parts.py``): 119.0 ms
-#: against 142.4 ms for the whole-image bfloat16 products (blocks in bfloat16:
-#: 200.6 ms, that CPU's bfloat16 products being slow)
-CPU_BLOCKS = True
 #: torch's deterministic mode also fills every new CUDA allocation with NaN (so
 #: that reads of uninitialised memory show); the fit reads none, and the fills
 #: were about 250 of 645 kernels per step on an H100 (round 4, run 4)
@@ -405,7 +397,6 @@ def fit_grid(image: np.ndarray, opts: EncodeOptions, progress=None, trace=None, 
         return bits
 
     rdo_stats, polish_stats = {}, {}
-    blocks = CPU_BLOCKS and device.type == "cpu"
     best = None
     decay = opts.resolved_tau_decay()
     with _deterministic(device):
@@ -450,9 +441,9 @@ def fit_grid(image: np.ndarray, opts: EncodeOptions, progress=None, trace=None, 
             qlayers = quantized_layers(layers, quant)
             with synthesis_precision(device):
                 if coarse:
-                    out = synthesize_planes([zeros_coarse] + grids[1:], qlayers, (h1, w1), blocks=blocks)
+                    out = synthesize_planes([zeros_coarse] + grids[1:], qlayers, (h1, w1))
                 else:
-                    out = synthesize_planes(grids, qlayers, (height, width), blocks=blocks)
+                    out = synthesize_planes(grids, qlayers, (height, width))
             mse = torch.mean((out.float() - (target_coarse if coarse else target)) ** 2)
             if frozen is None:
                 bits = flat_bits(yq, ctx_train * gain, table, lo, hi, first=1 if coarse else 0)
@@ -478,7 +469,7 @@ def fit_grid(image: np.ndarray, opts: EncodeOptions, progress=None, trace=None, 
             # the last step's update has not been scored yet
             with torch.no_grad(), synthesis_precision(device):
                 qlayers = quantized_layers(layers, quant)
-                out = synthesize_planes(level_grids(frozen, table.sizes, shapes), qlayers, (height, width), blocks=blocks)
+                out = synthesize_planes(level_grids(frozen, table.sizes, shapes), qlayers, (height, width))
             best.offer(torch.mean((out.float() - target) ** 2))
             best.restore()
         if POLISH and frozen is not None:
@@ -533,10 +524,9 @@ def fit_grid(image: np.ndarray, opts: EncodeOptions, progress=None, trace=None, 
 
 def synthesis_precision(device: torch.device):
     """The context of the fit's synthesis: bfloat16 autocast on a CPU with
-    native bfloat16 (``CPU_BF16``) unless the synthesis runs in blocks
-    (``CPU_BLOCKS``), float32 elsewhere (CUDA, older CPUs, where bfloat16
-    would be emulated and slower)."""
-    if CPU_BF16 and not CPU_BLOCKS and device.type == "cpu" and _cpu_bf16():
+    native bfloat16 (``CPU_BF16``), float32 elsewhere (CUDA, older CPUs, where
+    bfloat16 would be emulated and slower)."""
+    if CPU_BF16 and device.type == "cpu" and _cpu_bf16():
         return torch.autocast("cpu", dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
