@@ -10,9 +10,11 @@ alternating so that a busy machine slows both alike):
   ``upsample_bilinear2d`` backward against the block transpose of
   :mod:`core.grid.upsample`;
 * the rate of all levels (``flat_bits``), forward and backward: autograd
-  through the Laplace formula against its closed-form gradient, and the exp
+  through the Laplace formula against its closed-form gradient, the exp
   clamp off against on (latents and scale indices spread as in a fit: many
-  latents far from a narrow model, whose exp underflows);
+  latents far from a narrow model, whose exp underflows), and the formula for
+  any mean and scale against :func:`core.grid.rate.coded_bits`, which reads
+  what depends on the coded mean and scale from tables;
 * the synthesis (bfloat16 where the CPU has it), forward and backward, with
   the hidden ReLU as a new tensor against in place.
 
@@ -86,20 +88,27 @@ def main(argv=None) -> None:
     ctx = torch.zeros(arch.levels, R.N_PASSES, R.N_CTX_PARAMS)
     ctx[..., -1] = torch.randint(0, 64, (arch.levels, R.N_PASSES), generator=gen).float()
     ctx.requires_grad_()
-    closed, fit_exp_min = R.laplace_bits, R._EXP_MIN
+    coded, fit_exp_min = R.coded_bits, R._EXP_MIN
     autograd = lambda y, mu, sigma, radius: R._laplace(y, mu, sigma, radius, False)[0]
+
+    def general(bits_fn):
+        """The rate as before issue 8's twenty-third round: :func:`coded_params`,
+        then the Laplace formula for any mean and scale."""
+        return lambda y, mu, sigma, lo, hi: bits_fn(y, *R.coded_params(mu, sigma, lo, hi), radius=hi - lo + 1)
 
     def rate(bits_fn, exp_min):
         def run():
-            R.laplace_bits, R._EXP_MIN = bits_fn, exp_min
+            R.coded_bits, R._EXP_MIN = bits_fn, exp_min
             try:
                 R.flat_bits(flat, ctx, table, -8, 7).backward()
             finally:
-                R.laplace_bits, R._EXP_MIN = closed, fit_exp_min
+                R.coded_bits, R._EXP_MIN = coded, fit_exp_min
         return run
 
-    res = _race({"autograd, no clamp": rate(autograd, -float("inf")), "autograd, clamp": rate(autograd, fit_exp_min),
-                 "closed form, clamp": rate(closed, fit_exp_min)}, args.reps)
+    res = _race({"autograd, no clamp": rate(general(autograd), -float("inf")),
+                 "autograd, clamp": rate(general(autograd), fit_exp_min),
+                 "closed form, clamp": rate(general(R.laplace_bits), fit_exp_min),
+                 "coded tables": rate(coded, fit_exp_min)}, args.reps)
     print("rate, all levels, forward + backward:", ", ".join(f"{k} {v:.1f}" for k, v in res.items()))
 
     layers = [(torch.randn(o, i, generator=gen).mul_(0.3).requires_grad_(), torch.zeros(o).requires_grad_())

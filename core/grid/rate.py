@@ -230,8 +230,10 @@ def coded_bits(y: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, lo: int, 
     and the alphabet's mass with its derivatives, is read from a table of
     ``N_SCALES * MU_DIV`` rows (:func:`_model_tables`) instead of evaluated per
     entry; the residual's terms share their exponentials and need no branch
-    but one. Rate of a 768x512 fit's latents (forward and backward) on a
-    2-core Xeon without AMX, one thread: the Laplace part 39.4 -> 27.8 ms."""
+    but one; masks are float tensors (:func:`_is`). Rate of a 768x512 fit's
+    latents, all levels, forward and backward, on a 2-core Xeon without AMX
+    with one thread: 79.9 -> 51.3 ms (``benchmarks/step_parts.py``; issue 8,
+    round 23)."""
     grads = torch.is_grad_enabled() and (y.requires_grad or mu.requires_grad or sigma.requires_grad)
     if grads:
         return _CodedBits.apply(y, mu, sigma, lo, hi)
