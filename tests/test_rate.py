@@ -267,7 +267,7 @@ def test_coded_bits_equal_the_formula_under_the_coded_parameters(dtype):
         assert torch.allclose(coded_bits(cases[0], mu_q, s_q, lo, hi), bits.detach(), **tol)
 
 
-def test_coded_bits_are_the_rate_of_the_fit():
+def test_coded_bits_are_the_rate_of_the_fit(monkeypatch):
     """flat_bits goes through coded_bits: patching it out changes the rate."""
     import core.grid.rate as R
 
@@ -277,11 +277,7 @@ def test_coded_bits_are_the_rate_of_the_fit():
     flat = [torch.from_numpy(g).float() for g in grids]
     want = float(latent_bits(flat, ctx, -8, 7))
     general = lambda y, mu, sigma, lo, hi: laplace_bits(y, *coded_params(mu, sigma, lo, hi), radius=hi - lo + 1)
-    original = R.coded_bits
-    try:
-        R.coded_bits = general
-        assert float(latent_bits(flat, ctx, -8, 7)) == pytest.approx(want, rel=1e-6)
-        R.coded_bits = lambda *a: general(*a) * 2
-        assert float(latent_bits(flat, ctx, -8, 7)) == pytest.approx(2 * want, rel=1e-6)
-    finally:
-        R.coded_bits = original
+    monkeypatch.setattr(R, "coded_bits", general)
+    assert float(latent_bits(flat, ctx, -8, 7)) == pytest.approx(want, rel=1e-6)
+    monkeypatch.setattr(R, "coded_bits", lambda *a: general(*a) * 2)
+    assert float(latent_bits(flat, ctx, -8, 7)) == pytest.approx(2 * want, rel=1e-6)
