@@ -163,7 +163,7 @@ def test_the_ordered_sums_of_the_cuda_backward_equal_index_add():
 
 def _laplace_by_autograd(y, mu, sigma, radius):
     """The rate's formula as plain tensor operations (what autograd
-    differentiates without :class:`core.grid.rate._LaplaceBits`)."""
+    differentiates without :class:`core.grid.rate._ClosedFormBits`)."""
     from core.entropy import B_MIN, N_SCALES, RHO
 
     b = B_MIN * torch.exp(sigma.clamp(0, N_SCALES - 1) * np.log(RHO))

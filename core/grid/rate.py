@@ -138,13 +138,13 @@ def laplace_bits(y: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, radius:
     density would count up to twice that.
 
     Where a gradient is wanted its three partial derivatives are computed with
-    the bits, in closed form (:class:`_LaplaceBits`): the same floats forward,
+    the bits, in closed form (:class:`_ClosedFormBits`): the same floats forward,
     and a backward of three products instead of autograd's walk back through
     some thirty element-wise operations: the rate of a 768x512 fit's latents,
     forward and backward, 46.2 -> 37.0 ms with one thread
     (``benchmarks/step_parts.py``)."""
     if torch.is_grad_enabled() and (y.requires_grad or mu.requires_grad or sigma.requires_grad):
-        return _LaplaceBits.apply(y, mu, sigma, radius)
+        return _ClosedFormBits.apply(_laplace, y, mu, sigma, radius)
     return _laplace(y, mu, sigma, radius, False)[0]
 
 
@@ -192,16 +192,22 @@ def _exp(x: torch.Tensor) -> torch.Tensor:
     return torch.exp(x.clamp_(min=_EXP_MIN))
 
 
-class _LaplaceBits(torch.autograd.Function):
+class _ClosedFormBits(torch.autograd.Function):
+    """Bits whose partial derivatives in ``y``, ``mu`` and ``sigma`` come with
+    them: ``formula(y, mu, sigma, *constants, True)`` returns the bits and the
+    three derivatives (:func:`_laplace`, :func:`_coded_bits`), and the backward
+    is three products with the incoming gradient."""
+
     @staticmethod
-    def forward(ctx, y, mu, sigma, radius):
-        bits, grads = _laplace(y, mu, sigma, radius, True)
+    def forward(ctx, formula, y, mu, sigma, *constants):
+        bits, grads = formula(y, mu, sigma, *constants, True)
         ctx.save_for_backward(*grads)
+        ctx.n_constants = len(constants)
         return bits
 
     @staticmethod
     def backward(ctx, grad):
-        return (*(grad * g for g in ctx.saved_tensors), None)
+        return (None, *(grad * g for g in ctx.saved_tensors), *[None] * ctx.n_constants)
 
 
 def _ste(x: torch.Tensor) -> torch.Tensor:
@@ -237,7 +243,7 @@ def coded_bits(y: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, lo: int, 
     round 23)."""
     grads = torch.is_grad_enabled() and (y.requires_grad or mu.requires_grad or sigma.requires_grad)
     if grads:
-        return _CodedBits.apply(y, mu, sigma, lo, hi)
+        return _ClosedFormBits.apply(_coded_bits, y, mu, sigma, lo, hi)
     return _coded_bits(y, mu, sigma, lo, hi, False)[0]
 
 
@@ -307,18 +313,6 @@ def _coded_bits(y, mu, sigma, lo: int, hi: int, grads: bool):
 def _is(compare, a: torch.Tensor, b) -> torch.Tensor:
     """``compare(a, b)`` as 1.0 / 0.0 in ``a``'s dtype."""
     return compare(a, b, out=torch.empty_like(a))
-
-
-class _CodedBits(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, y, mu, sigma, lo, hi):
-        bits, grads = _coded_bits(y, mu, sigma, lo, hi, True)
-        ctx.save_for_backward(*grads)
-        return bits
-
-    @staticmethod
-    def backward(ctx, grad):
-        return (*(grad * g for g in ctx.saved_tensors), None, None)
 
 
 def flat_bits(flat: torch.Tensor, ctx: torch.Tensor, table: ContextTable, lo: int, hi: int, first: int = 0) -> torch.Tensor:
