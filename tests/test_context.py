@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from core.grid.context import (
-    DIAGONAL, DIRECT, SUBLATTICE_MIN, _offsets, features_at, features_np, pass_masks, pass_positions, stored_passes,
+    DIAGONAL, DIRECT, N_FEATURES, SUBLATTICE_MIN, _offsets, features_at, features_np, model_indices, pass_masks,
+    pass_positions, stored_passes,
 )
 
 #: (130, 127) and (128, 128) are at or above SUBLATTICE_MIN: five non-empty passes in version 3
@@ -96,3 +97,24 @@ def test_stored_sets_are_the_passes_with_latents_from_version_3(shape, passes):
 def test_unknown_pass_count_is_refused():
     with pytest.raises(ValueError):
         pass_masks((4, 4), 4)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_model_indices_are_the_integer_formula(seed):
+    # mean and scale in 1/256 units are sums of int16 parameters times features,
+    # rounded half up to the coder's grids (docs/format.md), clamped
+    from core.entropy import MU_DIV, N_SCALES
+
+    rng = np.random.default_rng(seed)
+    feats = rng.integers(-8, 8, (N_FEATURES, 999))
+    params = rng.integers(-32767, 32768, 2 * N_FEATURES + 2).astype(np.int16)
+    params[N_FEATURES] = rng.integers(-600, 600)  # means in and out of the latent range
+    c, s, f = model_indices(feats, params, -8, 7)
+    p = params.astype(np.int64)
+    mu = sum(int(p[k]) * feats[k] for k in range(N_FEATURES)) + p[N_FEATURES]
+    mu_q = (mu + 32) // 64
+    inside = (mu_q // MU_DIV >= -8) & (mu_q // MU_DIV <= 7)
+    assert np.array_equal(c, np.clip(mu_q // MU_DIV, -8, 7))
+    assert np.array_equal(f, np.where(inside, mu_q % MU_DIV, 0))
+    sig = sum(int(p[N_FEATURES + 1 + k]) * np.abs(feats[k]) for k in range(N_FEATURES)) + p[2 * N_FEATURES + 1]
+    assert np.array_equal(s, np.clip((sig + 128) // 256, 0, N_SCALES - 1))

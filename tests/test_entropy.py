@@ -63,6 +63,24 @@ def test_round_trip_single_model_and_empty_call():
     assert np.array_equal(dec.decode(np.full(7, 10), np.full(7, 2), 4), sym)
 
 
+@pytest.mark.parametrize("n", [0, 1, 7, 5000])
+def test_models_are_grouped_in_key_order_with_positions_in_their_given_order(n):
+    # the grouping is part of the format: its order is that of a stable sort of
+    # the 64-bit keys s * MU_DIV + f, whatever sort computes it
+    rng = np.random.default_rng(n)
+    s = rng.integers(0, N_SCALES, n)
+    f = rng.integers(0, MU_DIV, n)
+    s[: n // 2] = rng.integers(20, 23, n // 2)  # a few crowded models, as in a file
+    key = s * MU_DIV + f
+    order = np.argsort(key, kind="stable")
+    keys, starts = np.unique(key[order], return_index=True)
+    expected = [(k // MU_DIV, k % MU_DIV, order[a:b]) for k, a, b in zip(keys, starts, [*starts[1:], n])]
+    got = list(entropy._groups(s, f))
+    assert [(si, fi) for si, fi, _ in got] == [(si, fi) for si, fi, _ in expected]
+    assert all(np.array_equal(a, b) for (_, _, a), (_, _, b) in zip(got, expected))
+    assert sum(at.size for _, _, at in got) == n
+
+
 def test_encoding_is_deterministic_and_close_to_the_ideal_length():
     rng = np.random.default_rng(7)
     n, radius = 20000, 16

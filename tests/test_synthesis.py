@@ -49,6 +49,9 @@ def test_block_size_does_not_change_the_floats_of_a_kodak_render():
     ref = synthesize(latents, layers, (height, width), row_block=128)
     for rows in (32, 64, 100):
         assert torch.equal(synthesize(latents, layers, (height, width), row_block=rows), ref)
+    # nor the bands of rows whose latents are upsampled at once (whole blocks each)
+    for band in (1, 32, 100, 256, 512):
+        assert torch.equal(synthesize(latents, layers, (height, width), band_rows=band), ref)
 
 
 @pytest.mark.parametrize("widths", [(8, 6), ()])

@@ -80,9 +80,13 @@ WHOLE_ROWS = 128
 #: half the time in blocks of 32, whose activations stay in the CPU's caches, with
 #: the same floats; each block's values do not depend on the block size)
 ROW_BLOCK = 32
+#: rows of a tall render whose latents are upsampled at once (rounded down to whole
+#: ``ROW_BLOCK``s; 128 x 768 pixels x 7 levels is 2.6 MiB of float32)
+BAND_ROWS = 128
 
 
-def synthesize(latents, layers, size, row_block: int = ROW_BLOCK, whole_rows: int = WHOLE_ROWS):
+def synthesize(latents, layers, size, row_block: int = ROW_BLOCK, whole_rows: int = WHOLE_ROWS,
+               band_rows: int = BAND_ROWS):
     """Render the network at ``size = (height, width)``.
 
     Args:
@@ -94,8 +98,9 @@ def synthesize(latents, layers, size, row_block: int = ROW_BLOCK, whole_rows: in
     ``align_corners=False``) to the output grid, the values are stacked per
     pixel and passed through the MLP; the output is offset by 0.5 so that an
     all-zero network renders mid-grey. Images of more than ``whole_rows`` rows
-    are processed in blocks of ``row_block`` rows, which bounds the memory of
-    large renders and keeps the activations in cache.
+    are processed in blocks of ``row_block`` rows, which keeps the activations
+    in cache, their latents upsampled ``band_rows`` rows at a time, which
+    bounds the memory of large renders.
     """
     import torch
 
@@ -105,11 +110,23 @@ def synthesize(latents, layers, size, row_block: int = ROW_BLOCK, whole_rows: in
         return (_mlp(x, layers) + 0.5).reshape(height, width, -1)
     outs = []
     cols = [_lerp_index(w.shape[1], width, latents[0].device) for w in latents]
-    for r0 in range(0, height, row_block):
-        r1 = min(height, r0 + row_block)
-        feats = [_lerp_2d(y, _lerp_index(y.shape[0], height, y.device, r0, r1), c) for y, c in zip(latents, cols)]
-        x = torch.stack(feats, dim=-1).reshape(-1, len(latents))
-        outs.append((_mlp(x, layers) + 0.5).reshape(r1 - r0, width, -1))
+    dtype = functools.reduce(torch.promote_types, [y.dtype for y in latents], torch.float32)
+    band_rows = max(1, band_rows // row_block) * row_block  # whole blocks: the blocks of a render without bands
+    for b0 in range(0, height, band_rows):
+        # the band's upsampled latents, written in place into one (pixels, levels)
+        # matrix: the values of per-block upsampling and stacking, in fewer and
+        # larger operations (a Kodak render about 25 % faster, issue 8's 24th round)
+        b1 = min(height, b0 + band_rows)
+        x = torch.empty((b1 - b0, width, len(latents)), dtype=dtype, device=latents[0].device)
+        for level, (y, c) in enumerate(zip(latents, cols)):
+            if tuple(y.shape) == (height, width):  # what the interpolation gives: y * 1 + y * 0
+                x[:, :, level] = y[b0:b1]
+            else:
+                x[:, :, level] = _lerp_2d(y, _lerp_index(y.shape[0], height, y.device, b0, b1), c)
+        x = x.view(-1, len(latents))
+        for r0 in range(b0, b1, row_block):
+            r1 = min(b1, r0 + row_block)
+            outs.append((_mlp(x[(r0 - b0) * width : (r1 - b0) * width], layers) + 0.5).reshape(r1 - r0, width, -1))
     return torch.cat(outs, dim=0)
 
 
