@@ -111,16 +111,11 @@ def _groups(s: np.ndarray, f: np.ndarray):
     positions within a group keep their given order. Encoder and decoder share
     this order, which is part of the format."""
     key = np.asarray(s, dtype=np.int64) * MU_DIV + np.asarray(f, dtype=np.int64)
-    n_models = N_SCALES * MU_DIV
-    if key.size and not (0 <= key.min() and key.max() < n_models):
-        raise ValueError("model index outside the coder's table")
-    # the keys fit a byte, whose stable sort numpy does as a radix sort (a few
-    # times faster than a 64-bit one); counts give each model's run of positions
-    order = np.argsort(key.astype(np.uint8), kind="stable")
-    counts = np.bincount(key, minlength=n_models)
-    ends = np.cumsum(counts)
-    for k in np.flatnonzero(counts).tolist():
-        yield k // MU_DIV, k % MU_DIV, order[ends[k] - counts[k] : ends[k]]
+    order = np.argsort(key, kind="stable")
+    keys, starts = np.unique(key[order], return_index=True)
+    bounds = list(starts[1:]) + [len(order)]
+    for k, a, b in zip(keys.tolist(), starts.tolist(), bounds):
+        yield k // MU_DIV, k % MU_DIV, order[a:b]
 
 
 class GroupedEncoder:

@@ -144,7 +144,7 @@ def model_indices(feats: np.ndarray, params: np.ndarray, lo: int, hi: int):
     params = params.astype(np.int64)
     w, b_mu = params[:N_FEATURES], params[N_FEATURES]
     v, b_sig = params[N_FEATURES + 1 : 2 * N_FEATURES + 1], params[2 * N_FEATURES + 1]
-    mu_fp = _weighted_sum(w, feats) + b_mu  # 1/256 units
+    mu_fp = np.tensordot(w, feats, axes=(0, 0)) + b_mu  # 1/256 units
     step = CTX_FRAC // MU_DIV
     mu_q = (mu_fp + step // 2) // step  # 1/MU_DIV units, rounded
     c = mu_q // MU_DIV
@@ -152,26 +152,9 @@ def model_indices(feats: np.ndarray, params: np.ndarray, lo: int, hi: int):
     out_of_range = (c < lo) | (c > hi)
     c = np.clip(c, lo, hi)
     f = np.where(out_of_range, 0, f)
-    sig_fp = _weighted_sum(v, np.abs(feats)) + b_sig
+    sig_fp = np.tensordot(v, np.abs(feats), axes=(0, 0)) + b_sig
     s = np.clip((sig_fp + CTX_FRAC // 2) // CTX_FRAC, 0, N_SCALES - 1)
     return c, s, f
-
-
-def _weighted_sum(weights: np.ndarray, feats: np.ndarray) -> np.ndarray:
-    """``sum_k weights[k] * feats[k]`` in int64: the value of ``np.tensordot``,
-    whose integer path is a general loop several times slower (decoding)."""
-    out = weights[0] * feats[0]
-    for wk, fk in zip(weights[1:], feats[1:]):
-        out += wk * fk
-    return out
-
-
-def _padded(grid: np.ndarray, width: int) -> np.ndarray:
-    """``np.pad(grid, width)`` (zeros around), without its per-call overhead."""
-    h, w = grid.shape
-    out = np.zeros((h + 2 * width, w + 2 * width), dtype=grid.dtype)
-    out[width : width + h, width : width + w] = grid
-    return out
 
 
 def features_at(grid: np.ndarray, parent: np.ndarray | None, phase: int, rows: np.ndarray, cols: np.ndarray,
@@ -182,7 +165,7 @@ def features_at(grid: np.ndarray, parent: np.ndarray | None, phase: int, rows: n
     feats = np.zeros((N_FEATURES, rows.size), dtype=np.int64)
     par0 = None
     if parent is not None:
-        pp = _padded(parent, 1).ravel()
+        pp = np.pad(parent, 1).ravel()
         stride = parent.shape[1] + 2
         at = (rows // 2 + 1) * stride + cols // 2 + 1
         par0 = pp.take(at)
@@ -192,7 +175,7 @@ def features_at(grid: np.ndarray, parent: np.ndarray | None, phase: int, rows: n
                 feats[k] = pp.take(at + di * stride + dj)
     if phase == 0:
         return feats
-    g = _padded(grid, 2).ravel()
+    g = np.pad(grid, 2).ravel()
     stride = grid.shape[1] + 4
     at = (rows + 2) * stride + cols + 2
     for k, (di, dj) in enumerate(_offsets(phase, passes)):
