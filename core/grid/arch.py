@@ -115,8 +115,8 @@ def synthesize(latents, layers, size, row_block: int = ROW_BLOCK, whole_rows: in
     for b0 in range(0, height, band_rows):
         # the band's upsampled latents, written in place into one (pixels, levels)
         # matrix: the values of per-block upsampling and stacking, in fewer and
-        # larger operations; with _lerp_2d's index_select, a Kodak render took 35-45
-        # ms instead of 60-68 with 1 thread (benchmarks/decode_parts.py, issue 8's
+        # larger operations; with _lerp_2d's index_select, a Kodak render took 35-53
+        # ms instead of 60-89 with 1 thread (benchmarks/decode_parts.py, issue 8's
         # 24th round)
         b1 = min(height, b0 + band_rows)
         x = torch.empty((b1 - b0, width, len(latents)), dtype=dtype, device=latents[0].device)
