@@ -4,18 +4,15 @@ import re
 
 import numpy as np
 import pytest
-from PIL import Image
+from plugin_support import kodak_crop
 
 import core
 
 
 @pytest.fixture(scope="module")
 def grid_file(tmp_path_factory):
-    from pathlib import Path
-
-    image = np.array(Image.open(Path(__file__).resolve().parents[2] / "shared/data/kodak/kodim23.png").convert("RGB"))
     path = tmp_path_factory.mktemp("decode_parts") / "crop.ani"
-    path.write_bytes(core.encode(image[:160, :200], quality=45, effort=1))
+    path.write_bytes(core.encode(kodak_crop("kodim23", (0, 0, 200, 160)), quality=45, effort=1))
     return path
 
 
